@@ -1,0 +1,11 @@
+# vmgen_unit_test(NAME SOURCES a.cc b.cc LIBS lib1 lib2 [LABELS l1 l2])
+# A GoogleTest executable registered with CTest; unit tests run without KVM.
+function(vmgen_unit_test name)
+  cmake_parse_arguments(T "" "" "SOURCES;LIBS;LABELS" ${ARGN})
+  add_executable(${name} ${T_SOURCES})
+  target_link_libraries(${name} PRIVATE ${T_LIBS} GTest::gtest GTest::gtest_main)
+  vmgen_target_warnings(${name})
+  add_test(NAME ${name} COMMAND ${name})
+  set(labels unit ${T_LABELS})
+  set_tests_properties(${name} PROPERTIES LABELS "${labels}" TIMEOUT 120)
+endfunction()
