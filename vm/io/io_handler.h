@@ -31,7 +31,7 @@ public:
 inline void io_fill(std::span<uint8_t> data, uint64_t value)
 {
     for (size_t i = 0; i < data.size(); ++i)
-        data[i] = i < 8 ? static_cast<uint8_t>(value >> (8 * i)) : 0xff;
+        data[i] = static_cast<uint8_t>(i < 8 ? (value >> (8 * i)) : 0xff);
 }
 
 } // namespace vmgen::vm
