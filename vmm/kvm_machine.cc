@@ -1,0 +1,368 @@
+#include "vmm/kvm_machine.h"
+
+#include "support/log.h"
+#include "vm/acpi/tables.h"
+#include "vmm/boot/kernel_loader.h"
+#include "vmm/boot/layout.h"
+#include "vmm/cpuid.h"
+
+#include <csignal>
+#include <ctime>
+#include <pthread.h>
+
+namespace vmgen::vmm {
+
+namespace {
+
+hv::Segment to_segment(const FlatSegment& f)
+{
+    hv::Segment s;
+    s.base = f.base;
+    s.limit = f.limit;
+    s.selector = f.selector;
+    s.type = f.type;
+    s.present = true;
+    s.dpl = 0;
+    s.db = f.default_32 && !f.long_mode;
+    s.s = true;
+    s.l = f.long_mode;
+    s.g = f.limit > 0xfffff;
+    return s;
+}
+
+Result<void> apply_entry_state(hv::Vcpu& vcpu, const EntryState& entry)
+{
+    auto sregs = TRY(vcpu.special_registers());
+    sregs.cs = to_segment(entry.code);
+    sregs.ds = sregs.es = sregs.fs = sregs.gs = sregs.ss = to_segment(entry.data);
+    sregs.gdt = hv::DescriptorTable{entry.gdt_base, entry.gdt_limit};
+    sregs.idt = hv::DescriptorTable{0, 0};
+    // A busy 64-bit TSS descriptor is required by VMX for a valid guest state; it is never used.
+    sregs.tr.type = 11;
+    sregs.tr.present = true;
+    sregs.tr.limit = 0x67;
+    sregs.tr.selector = 0;
+    sregs.tr.s = false;
+    sregs.cr0 = entry.cr0;
+    sregs.cr3 = entry.cr3;
+    sregs.cr4 = entry.cr4;
+    sregs.efer = entry.efer;
+    TRY(vcpu.set_special_registers(sregs));
+
+    hv::Registers regs{};
+    regs.rip = entry.rip;
+    regs.rsi = entry.rsi;
+    regs.rbx = entry.rbx;
+    regs.rsp = entry.rsp;
+    regs.rflags = 0x2;
+    TRY(vcpu.set_registers(regs));
+    return {};
+}
+
+} // namespace
+
+Result<std::unique_ptr<Machine>> Machine::create(const MachineConfig& config)
+{
+    auto machine = TRY(KvmMachine::create(config));
+    return std::unique_ptr<Machine>(std::move(machine));
+}
+
+Result<std::unique_ptr<KvmMachine>> KvmMachine::create(const MachineConfig& config)
+{
+    if (config.generation != Generation::One && config.generation != Generation::Two)
+        return fail("unknown generation {}", static_cast<int>(config.generation));
+    if (config.processors == 0)
+        return fail("a virtual machine needs at least one virtual processor");
+    if (config.memory_bytes < (16ull << 20) || config.memory_bytes % (1ull << 20) != 0)
+        return fail("memory size must be a whole number of MiB and at least 16 MiB");
+    if (config.kernel_path.empty())
+        return fail("no kernel given: direct boot needs --kernel (firmware boot is not implemented yet)");
+
+    auto kvm = TRY(hv::Kvm::open());
+    if (config.processors > kvm.max_vcpus())
+        return fail("{} virtual processors requested, KVM supports at most {}", config.processors, kvm.max_vcpus());
+    if (config.processors > 255)
+        return fail("{} virtual processors requested; xAPIC ids limit a machine to 255", config.processors);
+
+    hv::install_kick_signal();
+    auto machine = std::unique_ptr<KvmMachine>(new KvmMachine(config, std::move(kvm)));
+    PlatformEvents events{
+        .power_off = [m = machine.get()] { m->request_stop(StopReason::PowerOff, "the guest powered off (ACPI S5)"); },
+        .reset = [m = machine.get()] { m->request_stop(StopReason::Reset, "the guest reset the machine"); },
+    };
+    machine->m_platform = TRY(Platform::create(config, machine->m_router, std::move(events)));
+    // Build the first boot now so configuration errors (bad kernel, too little RAM) surface before run().
+    TRY(machine->build_boot());
+    return machine;
+}
+
+KvmMachine::KvmMachine(MachineConfig config, hv::Kvm kvm) : m_config(std::move(config)), m_kvm(std::move(kvm)) {}
+
+KvmMachine::~KvmMachine() { teardown_boot(); }
+
+Result<void> KvmMachine::build_boot()
+{
+    Boot boot;
+    const bool gen1 = m_config.generation == Generation::One;
+    hv::VmOptions options;
+    options.irqchip = gen1 ? hv::IrqchipMode::Kernel : hv::IrqchipMode::Split;
+    options.pit = gen1;
+    boot.vm = TRY(m_kvm.create_vm(options));
+
+    boot.memory.emplace(TRY(vm::GuestMemory::create_x86(m_config.memory_bytes, layout::mmio_hole_start)));
+    uint32_t slot = 0;
+    for (const auto& region : boot.memory->regions())
+        TRY(boot.vm->map_memory(slot++, region.gpa, region.size, region.host));
+
+    if (!gen1) {
+        boot.ioapic = std::make_shared<vm::IoApic>(
+            m_router, [this](unsigned pin, const vm::IoApicRoute& route) { m_router.route_changed(pin, route); });
+    }
+
+    // ACPI tables, then the kernel (the loaders pass the RSDP address to the kernel).
+    auto acpi_config = m_platform->acpi_config(m_config.processors, *boot.memory);
+    auto tables = TRY_CTX(vm::acpi::build_acpi_tables(acpi_config, layout::acpi_tables,
+                                                      layout::acpi_tables_end - layout::acpi_tables),
+                          "building ACPI tables");
+    TRY(boot.memory->write(layout::acpi_tables, tables.blob));
+
+    BootSpec spec{m_config.kernel_path, m_config.initrd_path, m_config.cmdline, tables.rsdp_gpa};
+    auto entry = TRY(load_kernel(*boot.memory, spec));
+
+    for (uint32_t id = 0; id < m_config.processors; ++id) {
+        auto vcpu = TRY(boot.vm->create_vcpu(id));
+        auto cpuid = vcpu_cpuid(m_kvm.supported_cpuid(), id, m_config.processors);
+        TRY(vcpu->set_cpuid(cpuid));
+        if (id == 0)
+            TRY_CTX(apply_entry_state(*vcpu, entry), "setting the boot processor's entry state");
+        boot.vcpus.push_back(std::move(vcpu));
+    }
+
+    if (boot.ioapic)
+        TRY(m_platform->mmio().add(layout::ioapic, vm::IoApic::mmio_length, boot.ioapic));
+    m_router.attach(boot.vm.get(), boot.ioapic.get());
+    m_boot = std::move(boot);
+    return {};
+}
+
+void KvmMachine::teardown_boot()
+{
+    m_router.attach(nullptr, nullptr);
+    if (m_boot.ioapic)
+        (void)m_platform->mmio().remove(layout::ioapic);
+    {
+        std::lock_guard lock(m_lock);
+        m_boot.vcpus.clear();
+    }
+    m_boot.ioapic.reset();
+    m_boot.vm.reset();
+    m_boot.memory.reset();
+}
+
+void KvmMachine::request_stop(StopReason reason, std::string detail)
+{
+    {
+        std::lock_guard lock(m_lock);
+        if (m_stop)
+            return;
+        m_stop = RunOutcome{reason, std::move(detail)};
+    }
+    m_stop_cv.notify_all();
+    std::lock_guard lock(m_lock);
+    for (auto& vcpu : m_boot.vcpus)
+        vcpu->kick();
+}
+
+void KvmMachine::turn_off() { request_stop(StopReason::TurnedOff, "turned off"); }
+
+void KvmMachine::press_power_button() { m_platform->press_power_button(); }
+
+Result<RunOutcome> KvmMachine::run()
+{
+    m_started = std::chrono::steady_clock::now();
+    for (;;) {
+        if (!m_boot.vm)
+            TRY(build_boot());
+        {
+            std::lock_guard lock(m_lock);
+            // A turn-off requested before run() still ends this boot at once.
+            if (m_stop && m_stop->reason != StopReason::TurnedOff)
+                m_stop.reset();
+        }
+
+        // vCPU threads block every signal but the kick, so the CLI's own handlers run elsewhere.
+        std::vector<std::thread> threads;
+        std::vector<clockid_t> clocks(m_boot.vcpus.size());
+        std::mutex started_lock;
+        std::condition_variable started_cv;
+        size_t started = 0;
+        m_running = true;
+        for (size_t i = 0; i < m_boot.vcpus.size(); ++i) {
+            threads.emplace_back([&, i] {
+                sigset_t set;
+                sigfillset(&set);
+                sigdelset(&set, hv::kick_signal());
+                pthread_sigmask(SIG_SETMASK, &set, nullptr);
+                pthread_getcpuclockid(pthread_self(), &clocks[i]);
+                m_boot.vcpus[i]->bind_to_current_thread();
+                {
+                    std::lock_guard lock(started_lock);
+                    ++started;
+                }
+                started_cv.notify_all();
+                vcpu_thread(*m_boot.vcpus[i]);
+                std::lock_guard lock(m_lock); // kicks happen under m_lock: never signal an exited thread
+                m_boot.vcpus[i]->unbind_thread();
+            });
+        }
+        {
+            std::unique_lock lock(started_lock);
+            started_cv.wait(lock, [&] { return started == threads.size(); });
+        }
+        {
+            std::lock_guard lock(m_lock);
+            m_vcpu_clocks = clocks;
+        }
+
+        RunOutcome outcome;
+        {
+            std::unique_lock lock(m_lock);
+            m_stop_cv.wait(lock, [&] { return m_stop.has_value(); });
+            outcome = *m_stop;
+        }
+        {
+            std::lock_guard lock(m_lock);
+            for (auto& vcpu : m_boot.vcpus)
+                vcpu->kick();
+        }
+        for (auto& t : threads)
+            t.join();
+
+        {
+            std::lock_guard lock(m_lock);
+            for (auto clock : m_vcpu_clocks) {
+                timespec ts{};
+                if (clock_gettime(clock, &ts) == 0)
+                    m_previous_boots_cpu += std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec);
+            }
+            m_vcpu_clocks.clear();
+        }
+        m_running = false;
+
+        if (outcome.reason == StopReason::Reset && m_config.on_reset == ResetAction::Restart) {
+            log_info("vmm", "guest reset: restarting");
+            ++m_resets;
+            teardown_boot();
+            std::lock_guard lock(m_lock);
+            m_stop.reset();
+            continue;
+        }
+        teardown_boot();
+        return outcome;
+    }
+}
+
+void KvmMachine::vcpu_thread(hv::Vcpu& vcpu)
+{
+    for (;;) {
+        {
+            std::lock_guard lock(m_lock);
+            if (m_stop)
+                return;
+        }
+        auto exit = vcpu.run();
+        if (!exit) {
+            request_stop(StopReason::InternalError, exit.error().message());
+            return;
+        }
+        auto keep_going = handle_exit(vcpu, *exit);
+        if (!keep_going) {
+            request_stop(StopReason::InternalError, keep_going.error().message());
+            return;
+        }
+        if (!*keep_going)
+            return;
+    }
+}
+
+Result<bool> KvmMachine::handle_exit(hv::Vcpu& vcpu, const hv::VcpuExit& exit)
+{
+    using Kind = hv::VcpuExit::Kind;
+    switch (exit.kind) {
+    case Kind::Io:
+        for (uint32_t i = 0; i < exit.count; ++i) {
+            auto chunk = exit.data.subspan(size_t{i} * exit.size, exit.size);
+            if (exit.write)
+                m_platform->pio().write(exit.address, chunk);
+            else
+                m_platform->pio().read(exit.address, chunk);
+        }
+        return true;
+    case Kind::Mmio:
+        if (exit.write)
+            m_platform->mmio().write(exit.address, exit.data);
+        else
+            m_platform->mmio().read(exit.address, exit.data);
+        return true;
+    case Kind::MsrRead:
+        // No MSR is emulated in userspace yet (Hyper-V's synthetic MSRs come with the VMBus work): the
+        // guest gets #GP, as on hardware without the MSR.
+        log_debug("vmm", "vCPU {}: RDMSR {:#x} not implemented, #GP", vcpu.id(), exit.msr_index);
+        vcpu.complete_msr_read(false, 0);
+        return true;
+    case Kind::MsrWrite:
+        log_debug("vmm", "vCPU {}: WRMSR {:#x} <- {:#x} not implemented, #GP", vcpu.id(), exit.msr_index,
+                  exit.msr_value);
+        vcpu.complete_msr_write(false);
+        return true;
+    case Kind::IoapicEoi:
+        m_router.end_of_interrupt(exit.vector);
+        return true;
+    case Kind::Interrupted:
+        vcpu.clear_kick();
+        return true;
+    case Kind::Hlt:
+        // Only reachable without an in-kernel LAPIC, which our machines always have: treat as stopped.
+        request_stop(StopReason::InternalError, fmt::format("vCPU {} halted with no interrupt controller", vcpu.id()));
+        return false;
+    case Kind::Shutdown:
+        request_stop(StopReason::TripleFault,
+                     fmt::format("triple fault (the processor shut down); {}", vcpu.describe_state()));
+        return false;
+    case Kind::SystemEvent:
+        if (exit.event_type == 2) {
+            request_stop(StopReason::Reset, "the guest reset the machine");
+        } else if (exit.event_type == 1) {
+            request_stop(StopReason::PowerOff, "the guest powered off");
+        } else {
+            request_stop(StopReason::InternalError,
+                         fmt::format("guest system event {}: {}", exit.event_type, vcpu.describe_state()));
+        }
+        return false;
+    case Kind::InternalError:
+    case Kind::FailEntry:
+    case Kind::Unknown:
+        request_stop(StopReason::InternalError, fmt::format("{}; {}", exit.details, vcpu.describe_state()));
+        return false;
+    }
+    return true;
+}
+
+MachineStats KvmMachine::stats() const
+{
+    MachineStats s;
+    std::lock_guard lock(m_lock);
+    if (m_started != std::chrono::steady_clock::time_point{})
+        s.uptime = std::chrono::steady_clock::now() - m_started;
+    s.vcpu_cpu_time = m_previous_boots_cpu;
+    for (auto clock : m_vcpu_clocks) {
+        timespec ts{};
+        if (clock_gettime(clock, &ts) == 0)
+            s.vcpu_cpu_time += std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec);
+    }
+    s.memory_assigned_bytes = m_config.memory_bytes;
+    s.resets = m_resets;
+    return s;
+}
+
+} // namespace vmgen::vmm

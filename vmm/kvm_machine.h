@@ -1,0 +1,67 @@
+// KvmMachine: the Machine implementation on KVM. One thread per vCPU runs KVM_RUN and dispatches exits
+// to the platform's buses; the thread calling run() waits for a stop request (power off, reset, crash,
+// turn off) and then stops every vCPU. A reset with ResetAction::Restart rebuilds the KVM VM, guest RAM
+// and boot state and starts again; devices with host-side state (COM port connections, the RTC) persist.
+#pragma once
+
+#include "hv/kvm.h"
+#include "vm/memory/guest_memory.h"
+#include "vmm/interrupt_router.h"
+#include "vmm/machine.h"
+#include "vmm/platform.h"
+
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <vector>
+
+namespace vmgen::vmm {
+
+class KvmMachine final : public Machine {
+public:
+    static Result<std::unique_ptr<KvmMachine>> create(const MachineConfig& config);
+    ~KvmMachine() override;
+
+    Result<RunOutcome> run() override;
+    void turn_off() override;
+    void press_power_button() override;
+    [[nodiscard]] MachineStats stats() const override;
+    [[nodiscard]] const MachineConfig& config() const override { return m_config; }
+
+    // Called by devices and vCPU threads: the first stop request wins.
+    void request_stop(StopReason reason, std::string detail);
+
+private:
+    // Everything that is rebuilt when the guest resets.
+    struct Boot {
+        std::unique_ptr<hv::Vm> vm;
+        std::optional<vm::GuestMemory> memory;
+        std::vector<std::unique_ptr<hv::Vcpu>> vcpus;
+        std::shared_ptr<vm::IoApic> ioapic;
+    };
+
+    KvmMachine(MachineConfig config, hv::Kvm kvm);
+    Result<void> build_boot();
+    void teardown_boot();
+    void vcpu_thread(hv::Vcpu& vcpu);
+    Result<bool> handle_exit(hv::Vcpu& vcpu, const hv::VcpuExit& exit);
+
+    MachineConfig m_config;
+    hv::Kvm m_kvm;
+    InterruptRouter m_router;
+    std::unique_ptr<Platform> m_platform;
+    Boot m_boot;
+
+    mutable std::mutex m_lock;
+    std::condition_variable m_stop_cv;
+    std::optional<RunOutcome> m_stop; // set once per boot
+    std::atomic<bool> m_running{false};
+    std::vector<clockid_t> m_vcpu_clocks;
+    std::chrono::steady_clock::time_point m_started{};
+    std::chrono::nanoseconds m_previous_boots_cpu{0};
+    unsigned m_resets = 0;
+};
+
+} // namespace vmgen::vmm

@@ -1,0 +1,63 @@
+// Machine: a generation 1 or generation 2 virtual machine assembled on KVM, run until the guest stops.
+//
+//   auto machine = TRY(Machine::create(config));
+//   auto outcome = TRY(machine->run());   // blocks; vCPUs run on their own threads
+//   return exit_status(outcome);
+//
+// turn_off() and press_power_button() may be called from any thread (control socket, signal handler
+// thread) while run() is blocked.
+#pragma once
+
+#include "support/result.h"
+#include "vmm/machine_config.h"
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+namespace vmgen::vmm {
+
+enum class StopReason {
+    PowerOff,      // ACPI S5 from the guest
+    Reset,         // guest reset with ResetAction::Exit
+    TripleFault,   // KVM_EXIT_SHUTDOWN
+    InternalError, // KVM internal error / emulation failure / unexpected exit (detail says which)
+    TurnedOff,     // turn_off() was called
+};
+
+struct RunOutcome {
+    StopReason reason = StopReason::PowerOff;
+    std::string detail; // human-readable: registers on a crash, the exit kind on an internal error
+};
+
+// Process exit status the CLI reports for an outcome (documented in docs/cli.md):
+// 0 power off or turned off, 3 guest reset (ResetAction::Exit), 4 triple fault, 5 internal error.
+[[nodiscard]] int exit_status(const RunOutcome& outcome);
+[[nodiscard]] std::string_view to_string(StopReason reason);
+
+struct MachineStats {
+    std::chrono::nanoseconds uptime{0};
+    std::chrono::nanoseconds vcpu_cpu_time{0}; // CPU time consumed by all vCPU threads
+    uint64_t memory_assigned_bytes = 0;
+    unsigned resets = 0;
+};
+
+class Machine {
+public:
+    static Result<std::unique_ptr<Machine>> create(const MachineConfig& config);
+    virtual ~Machine() = default;
+
+    // Runs the guest until it powers off, resets (with ResetAction::Exit), crashes or is turned off.
+    // A reset with ResetAction::Restart reloads the kernel and starts again without returning.
+    virtual Result<RunOutcome> run() = 0;
+
+    // Pulls the power: every vCPU stops, run() returns TurnedOff.
+    virtual void turn_off() = 0;
+    // Presses the ACPI power button (a guest with an ACPI OS shuts down in response).
+    virtual void press_power_button() = 0;
+
+    [[nodiscard]] virtual MachineStats stats() const = 0;
+    [[nodiscard]] virtual const MachineConfig& config() const = 0;
+};
+
+} // namespace vmgen::vmm

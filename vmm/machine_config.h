@@ -1,0 +1,34 @@
+// What a machine is built from. Filled by the CLI from a VM's stored config or from `vmgen run` flags.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+
+namespace vmgen::vmm {
+
+enum class Generation : int { One = 1, Two = 2 };
+
+// Where a COM port's bytes go. Generation 1 always has COM1 and COM2 (disconnected when None);
+// in a generation 2 virtual machine a COM port exists only when its kind is not None.
+struct SerialPortConfig {
+    enum class Kind { None, Stdio, File, UnixSocket };
+    Kind kind = Kind::None;
+    std::string path; // File: output file (appended); UnixSocket: socket path the VMM listens on
+};
+
+// What the VMM does when the guest resets the machine.
+enum class ResetAction { Restart, Exit };
+
+struct MachineConfig {
+    Generation generation = Generation::Two;
+    uint64_t memory_bytes = 512ull << 20;
+    unsigned processors = 1;
+    std::string kernel_path; // bzImage or PVH ELF
+    std::string initrd_path; // optional
+    std::string cmdline;
+    std::array<SerialPortConfig, 2> com{}; // COM1, COM2
+    ResetAction on_reset = ResetAction::Restart;
+};
+
+} // namespace vmgen::vmm
