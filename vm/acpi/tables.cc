@@ -10,6 +10,10 @@
 #include <string_view>
 
 namespace vmgen::vm::acpi {
+
+namespace {
+constexpr uint8_t cmos_century_index = 0x32; // the MC146818 CMOS century byte (vm/devices/cmos_rtc)
+} // namespace
 namespace pa = protocols::acpi;
 
 namespace {
@@ -198,10 +202,14 @@ pa::Fadt build_fadt(const AcpiConfig& config, const TableAddresses& at)
     fadt.p_lvl3_lat = p_lvl3_not_supported;
 
     fadt.iapc_boot_arch = config.generation == 1
-        ? pa::iapc_boot_arch_legacy_devices | pa::iapc_boot_arch_8042
+        ? pa::iapc_boot_arch_legacy_devices
         : pa::iapc_boot_arch_vga_not_present | pa::iapc_boot_arch_msi_not_supported;
+    if (config.i8042)
+        fadt.iapc_boot_arch |= pa::iapc_boot_arch_8042;
     if (!config.rtc)
         fadt.iapc_boot_arch |= pa::iapc_boot_arch_cmos_rtc_not_present;
+    else
+        fadt.century = cmos_century_index;
 
     // PWR_BUTTON clear: the fixed-feature power button in PM1 is present. SLP_BUTTON set: no sleep button.
     // FIX_RTC set: the RTC alarm is not a fixed-feature wake source.
@@ -269,8 +277,8 @@ Result<void> validate_acpi_config(const AcpiConfig& config)
         if (config.vmbus)
             return fail("generation 1 has no VMBus in ACPI");
     } else {
-        if (config.pic || config.pit || config.post_port)
-            return fail("generation 2 has no 8259, 8254 or port 0x80");
+        if (config.pic || config.pit || config.post_port || config.i8042)
+            return fail("generation 2 has no 8259, 8254, 8042 or port 0x80");
     }
     if (config.vmbus) {
         const AcpiConfig::Vmbus& v = *config.vmbus;

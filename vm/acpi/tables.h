@@ -42,6 +42,7 @@ struct AcpiConfig {
     bool pic = false; // 8259 pair at 0x20/0xA0 and ELCR at 0x4D0
     bool pit = false; // 8254 at 0x40, IRQ 0 (MADT override IRQ 0 -> GSI 2)
     bool post_port = false; // port 0x80 (with 0x92) reserved as motherboard resources
+    bool i8042 = false; // an 8042 keyboard controller at 0x60/0x64 (FADT IAPC_BOOT_ARCH 8042 flag)
     // Generation 2 only (generation 1 configurations must leave it empty).
     struct Vmbus {
         uint8_t irq = 5;

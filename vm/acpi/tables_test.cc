@@ -281,7 +281,17 @@ TEST(AcpiTables, FadtBootArchitecturePerGeneration)
         const AcpiTables tables = build(config);
         return uint16_t { read_at<pa::Fadt>(tables, tables.table_gpa.at("FACP")).iapc_boot_arch };
     };
-    EXPECT_EQ(boot_arch(gen1_config()), pa::iapc_boot_arch_legacy_devices | pa::iapc_boot_arch_8042);
+    EXPECT_EQ(boot_arch(gen1_config()), pa::iapc_boot_arch_legacy_devices);
+    auto with_8042 = gen1_config();
+    with_8042.i8042 = true;
+    EXPECT_EQ(boot_arch(with_8042), pa::iapc_boot_arch_legacy_devices | pa::iapc_boot_arch_8042);
+    auto gen2_8042 = gen2_config();
+    gen2_8042.i8042 = true;
+    EXPECT_FALSE(validate_acpi_config(gen2_8042));
+    // The century byte of the CMOS RTC is declared when there is an RTC.
+    auto tables = build_acpi_tables(gen2_config(), 0xe0000, 0x20000);
+    ASSERT_TRUE(tables);
+    EXPECT_EQ(read_at<pa::Fadt>(*tables, tables->table_gpa.at("FACP")).century, 0x32);
     const uint16_t gen2 = boot_arch(gen2_config());
     EXPECT_FALSE(gen2 & pa::iapc_boot_arch_legacy_devices);
     EXPECT_FALSE(gen2 & pa::iapc_boot_arch_8042);
