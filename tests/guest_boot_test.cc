@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdio>
 #include <gtest/gtest.h>
 
 namespace vmgen::guest_test {
@@ -20,7 +21,10 @@ struct VmgenRun {
 
 struct RunOptions {
     unsigned processors = 1;
-    bool exit_on_reset = false;
+    const char* on_reset = nullptr; // --on-reset restart|exit; vmgen's default when null
+    std::string kernel{};           // default: guest_path(guest)
+    std::string initrd{};           // --initrd, when not empty
+    const char* cmdline = nullptr;  // --cmdline, when not null
 };
 
 VmgenRun run_vmgen(int generation, std::string_view guest, const RunOptions& options = {})
@@ -32,12 +36,20 @@ VmgenRun run_vmgen(int generation, std::string_view guest, const RunOptions& opt
         "--generation",   std::to_string(generation),
         "--memory",       "256M",
         "--processors",   std::to_string(options.processors),
-        "--kernel",       guest_path(guest),
+        "--kernel",       options.kernel.empty() ? guest_path(guest) : options.kernel,
         "--com1",         "file:" + serial_path,
     };
-    if (options.exit_on_reset) {
+    if (options.on_reset) {
         argv.emplace_back("--on-reset");
-        argv.emplace_back("exit");
+        argv.emplace_back(options.on_reset);
+    }
+    if (!options.initrd.empty()) {
+        argv.emplace_back("--initrd");
+        argv.emplace_back(options.initrd);
+    }
+    if (options.cmdline) {
+        argv.emplace_back("--cmdline");
+        argv.emplace_back(options.cmdline);
     }
     VmgenRun run;
     run.process = run_process(argv, 120s);
@@ -155,7 +167,7 @@ TEST_P(GuestBoot, LegacyPorts)
 
 TEST_P(GuestBoot, ResetExitsWithStatus3)
 {
-    VmgenRun run = run_vmgen(generation(), "reset", {.exit_on_reset = true});
+    VmgenRun run = run_vmgen(generation(), "reset", {.on_reset = "exit"});
     EXPECT_FALSE(run.process.timed_out) << run.what();
     EXPECT_FALSE(find_line(run.lines, "resetting via reset_reg=").empty()) << run.what();
     EXPECT_EQ(guest_result(run.lines), "") << run.what();
@@ -176,6 +188,92 @@ TEST_P(GuestBoot, Ring3Loop)
     VmgenRun run = run_vmgen(generation(), "ring3_loop");
     expect_passed_and_powered_off(run);
     EXPECT_TRUE(has_line(run.lines, "ring3 iterations=100000000 ok")) << run.what();
+}
+
+// The line's index in lines, or -1.
+int line_index(const std::vector<std::string>& lines, std::string_view line)
+{
+    auto it = std::find(lines.begin(), lines.end(), line);
+    return it == lines.end() ? -1 : static_cast<int>(it - lines.begin());
+}
+
+TEST_P(GuestBoot, ResetRestartKeepsCmos)
+{
+    VmgenRun run = run_vmgen(generation(), "reset_restart", {.on_reset = "restart"});
+    expect_passed_and_powered_off(run);
+    int first = line_index(run.lines, "first boot, resetting");
+    int second = line_index(run.lines, "second boot after reset");
+    EXPECT_GE(first, 0) << run.what();
+    EXPECT_GT(second, first) << run.what();
+    EXPECT_EQ(std::count(run.lines.begin(), run.lines.end(), "first boot, resetting"), 1) << run.what();
+}
+
+TEST_P(GuestBoot, ResetRestartWithExitAction)
+{
+    VmgenRun run = run_vmgen(generation(), "reset_restart", {.on_reset = "exit"});
+    EXPECT_FALSE(run.process.timed_out) << run.what();
+    EXPECT_TRUE(has_line(run.lines, "first boot, resetting")) << run.what();
+    EXPECT_FALSE(has_line(run.lines, "second boot after reset")) << run.what();
+    EXPECT_EQ(guest_result(run.lines), "") << run.what();
+    EXPECT_EQ(run.process.exit_status, 3) << run.what();
+}
+
+// FNV-1a, 32-bit: what bzimage_check prints for the initrd.
+uint32_t fnv1a(std::string_view bytes)
+{
+    uint32_t h = 2166136261u;
+    for (char c : bytes) {
+        h ^= static_cast<uint8_t>(c);
+        h *= 16777619u;
+    }
+    return h;
+}
+
+// A recognisable initrd: "VMGEN-INITRD", then pseudo-random bytes; not a whole number of pages.
+std::string make_initrd(size_t size)
+{
+    std::string bytes = "VMGEN-INITRD";
+    uint32_t x = 0x12345678;
+    while (bytes.size() < size) {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        bytes.push_back(static_cast<char>(x >> 24));
+    }
+    return bytes;
+}
+
+std::string hex32(uint32_t v)
+{
+    char buf[16];
+    std::snprintf(buf, sizeof buf, "0x%08x", v);
+    return buf;
+}
+
+// A real bzImage file through vmgen's Linux loader (64-bit boot protocol) under KVM.
+TEST_P(GuestBoot, BzImageBootProtocol)
+{
+    TempDir dir;
+    std::string initrd_path = dir.path() + "/initrd.img";
+    std::string initrd = make_initrd(100003);
+    ASSERT_TRUE(write_file(initrd_path, initrd));
+    static constexpr const char* cmdline = "console=ttyS0 vmgen.test=bzimage_check  two spaces \"quoted words\" end";
+
+    VmgenRun run = run_vmgen(generation(), "bzimage_check",
+                             {.kernel = guest_bzimage_path("bzimage_check"), .initrd = initrd_path, .cmdline = cmdline});
+    expect_passed_and_powered_off(run);
+    EXPECT_TRUE(has_line(run.lines, "entry mode=64-bit")) << run.what();
+    EXPECT_TRUE(has_line(run.lines, std::string("cmdline ") + cmdline)) << run.what();
+    EXPECT_TRUE(find_line(run.lines, "initrd addr=").ends_with(" size=" + std::to_string(initrd.size())))
+        << run.what();
+    EXPECT_TRUE(has_line(run.lines, "initrd magic=ok fnv1a=" + hex32(fnv1a(initrd)))) << run.what();
+    EXPECT_TRUE(find_line(run.lines, "setup_header ").starts_with("setup_header boot_flag=0xaa55 header=HdrS "))
+        << run.what();
+    EXPECT_TRUE(find_line(run.lines, "rsdp addr=").ends_with("checksum=ok extended_checksum=ok")) << run.what();
+    // 256 MiB less the 0x9fc00 .. 1 MiB hole.
+    EXPECT_EQ(find_line(run.lines, "e820 ram_kib="), "e820 ram_kib=" + std::to_string(256 * 1024 - 385))
+        << run.what();
+    EXPECT_EQ(find_line(run.lines, "check failed"), "") << run.what();
 }
 
 INSTANTIATE_TEST_SUITE_P(Generations, GuestBoot, ::testing::Values(1, 2),

@@ -132,6 +132,11 @@ std::string guest_path(std::string_view name)
     return std::string(VMGEN_GUEST_DIR) + "/" + std::string(name) + ".elf";
 }
 
+std::string guest_bzimage_path(std::string_view name)
+{
+    return std::string(VMGEN_GUEST_DIR) + "/" + std::string(name) + ".bzImage";
+}
+
 TempDir::TempDir()
 {
     const char* base = getenv("TMPDIR");
@@ -154,6 +159,14 @@ std::string read_text_file(const std::string& path)
     std::stringstream ss;
     ss << in.rdbuf();
     return ss.str();
+}
+
+bool write_file(const std::string& path, std::string_view bytes)
+{
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    out.close();
+    return static_cast<bool>(out);
 }
 
 std::vector<std::string> guest_lines(std::string_view serial_output)

@@ -24,6 +24,8 @@ ProcessResult run_process(const std::vector<std::string>& argv, std::chrono::mil
 
 // Path of a built test guest, e.g. guest_path("hello") -> <build>/tests/guests/hello.elf.
 std::string guest_path(std::string_view name);
+// Path of a built bzImage test guest, e.g. <build>/tests/guests/bzimage_check.bzImage.
+std::string guest_bzimage_path(std::string_view name);
 
 // A fresh empty directory under $TMPDIR (or /tmp), removed by the destructor.
 class TempDir {
@@ -39,6 +41,7 @@ private:
 };
 
 std::string read_text_file(const std::string& path);
+bool write_file(const std::string& path, std::string_view bytes);
 
 // The guest's protocol lines ("vmgen-guest: ..."), prefix and trailing CR stripped, in order.
 std::vector<std::string> guest_lines(std::string_view serial_output);

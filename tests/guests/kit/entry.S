@@ -1,5 +1,10 @@
-/* Test-guest kit: PVH entry, long-mode switch, AP trampoline, GDT, page tables, trap stubs and the
- * ring-0 <-> ring-3 switch. The selectors and sizes are mirrored in layout.h. */
+/* Test-guest kit: PVH entry, Linux 64-bit entry, long-mode switch, AP trampoline, GDT, page tables, trap
+ * stubs and the ring-0 <-> ring-3 switch. The selectors, sizes and offsets are mirrored in layout.h.
+ *
+ * Two ways in, one way on: the 32-bit PVH entry (_start) switches to long mode itself; the Linux 64-bit
+ * entry (kit_linux_entry64, bzImage guests only) arrives in long mode on the loader's GDT and page tables.
+ * Both continue at kit_long_mode with RDI = boot protocol (KIT_BOOT_*), RSI = its boot information and
+ * EBP = 0, and end in kit_entry(protocol, info). */
 #include "kit/layout.h"
 
 /* ---- PVH ELF note: name "Xen", type 18 (XEN_ELFNOTE_PHYS32_ENTRY), desc = 32-bit entry point ---- */
@@ -47,6 +52,11 @@ enable_long_mode:
 
     .code64
 long_mode:
+    mov %esi, %esi              /* boot information: zero-extended (upper halves are undefined here) */
+    mov $KIT_BOOT_PVH, %edi
+    /* Shared long-mode part: kit GDT, page tables and CS already in place; RDI = protocol, RSI = boot
+     * information, EBP = 0 (bootstrap processor) or 1 (application processor). */
+kit_long_mode:
     mov $KIT_KERNEL_DS, %eax
     mov %eax, %ds
     mov %eax, %es
@@ -56,7 +66,6 @@ long_mode:
     test %ebp, %ebp
     jnz 1f
     mov $bsp_stack_top, %rsp
-    mov %esi, %edi
     call kit_entry
     jmp kit_halt
 1:  mov $KIT_AP_STACK_SIZE, %rax
@@ -68,6 +77,59 @@ kit_halt:
     cli
     hlt
     jmp kit_halt
+
+/* ---- Linux/x86 64-bit boot protocol (boot.rst "64-bit Boot Protocol"): long mode, paging on with an
+ *      identity map, the loader's GDT (__BOOT_CS 0x10, __BOOT_DS 0x18), RSI = boot_params (zero page).
+ *      A bzImage guest's linker script (linker_bzimage.ld) puts .text.linux64 at load address + 0x200 and
+ *      .text.linux32 at the load address. Records the state the loader handed over in
+ *      kit_linux_entry_state, then moves to the kit GDT, page tables and stack. ---- */
+    .section .text.linux32, "ax"
+    .code32
+    .globl kit_linux_entry32
+kit_linux_entry32:              /* the 32-bit entry (code32_start) is not supported: halt */
+    cli
+    hlt
+    jmp kit_linux_entry32
+
+    .section .text.linux64, "ax"
+    .code64
+    .globl kit_linux_entry64
+kit_linux_entry64:
+    mov %rsp, kit_linux_entry_state + KIT_LES_RSP(%rip)
+    lea bsp_stack_top(%rip), %rsp /* no stack is promised by the protocol: use ours from here on */
+    pushfq
+    popq kit_linux_entry_state + KIT_LES_RFLAGS(%rip)
+    cli
+    cld
+    lea kit_linux_entry64(%rip), %rax /* where we run (the link address is $kit_linux_entry64) */
+    mov %rax, kit_linux_entry_state + KIT_LES_RIP(%rip)
+    movw %cs, kit_linux_entry_state + KIT_LES_CS(%rip)
+    movw %ds, kit_linux_entry_state + KIT_LES_DS(%rip)
+    movw %es, kit_linux_entry_state + KIT_LES_ES(%rip)
+    movw %ss, kit_linux_entry_state + KIT_LES_SS(%rip)
+    mov %cr0, %rax
+    mov %rax, kit_linux_entry_state + KIT_LES_CR0(%rip)
+    mov %cr3, %rax
+    mov %rax, kit_linux_entry_state + KIT_LES_CR3(%rip)
+    mov %cr4, %rax
+    mov %rax, kit_linux_entry_state + KIT_LES_CR4(%rip)
+    mov %rsi, %rbx              /* boot_params: rdmsr clobbers only RAX, RDX */
+    mov $0xc0000080, %ecx       /* EFER */
+    rdmsr
+    mov %eax, kit_linux_entry_state + KIT_LES_EFER(%rip)
+    mov %edx, kit_linux_entry_state + KIT_LES_EFER + 4(%rip)
+    sgdt kit_linux_entry_state + KIT_LES_GDT(%rip)
+    lgdt gdt_ptr(%rip)
+    mov $kit_pml4, %eax
+    mov %rax, %cr3
+    pushq $KIT_KERNEL_CS        /* reload CS from the kit GDT */
+    lea 1f(%rip), %rax
+    push %rax
+    lretq
+1:  mov %rbx, %rsi
+    mov $KIT_BOOT_LINUX64, %edi
+    xor %ebp, %ebp
+    jmp kit_long_mode
 
 /* ---- AP trampoline: copied to KIT_TRAMPOLINE_BASE, started by SIPI in real mode (CS = base >> 4) ---- */
     .section .text
@@ -225,6 +287,11 @@ ap_stack_next:
     .quad ap_stacks + KIT_AP_STACK_SIZE
 ring3_saved_rsp:
     .quad 0
+
+    .p2align 3
+    .globl kit_linux_entry_state
+kit_linux_entry_state:          /* struct LinuxEntryState (kit.h), offsets KIT_LES_* */
+    .fill KIT_LES_SIZE, 1, 0
 
 /* Identity map of the low 4 GiB with 2 MiB pages, user accessible; 0xfe000000 and up (I/O APIC, local
  * APIC) uncached. Built by the assembler: no boot-time work. */

@@ -40,13 +40,30 @@ int memcmp(const void* a, const void* b, size_t n)
     return 0;
 }
 
-// entry.S calls this on the bootstrap processor in long mode with the kit stack.
-void kit_entry(const kit::StartInfo* start_info)
+extern kit::LinuxEntryState kit_linux_entry_state; // entry.S
+
+namespace {
+kit::BootProtocol g_protocol = kit::BootProtocol::pvh;
+const vmgen::protocols::linux_boot::BootParams* g_boot_params = nullptr;
+} // namespace
+
+// entry.S calls this on the bootstrap processor in long mode with the kit stack; info is the PVH start
+// info or the Linux zero page, depending on protocol (KIT_BOOT_*).
+void kit_entry(uint32_t protocol, uint64_t info)
 {
     kit::serial_init();
     kit::traps_init();
-    if (start_info && start_info->magic == vmgen::protocols::pvh::start_info_magic)
-        kit::set_rsdp_hint(start_info->rsdp_paddr);
+    const kit::StartInfo* start_info = nullptr;
+    if (protocol == KIT_BOOT_LINUX64) {
+        g_protocol = kit::BootProtocol::linux64;
+        g_boot_params = reinterpret_cast<const vmgen::protocols::linux_boot::BootParams*>(info);
+        if (g_boot_params)
+            kit::set_rsdp_hint(g_boot_params->acpi_rsdp_addr);
+    } else {
+        start_info = reinterpret_cast<const kit::StartInfo*>(info);
+        if (start_info && start_info->magic == vmgen::protocols::pvh::start_info_magic)
+            kit::set_rsdp_hint(start_info->rsdp_paddr);
+    }
     guest_main(start_info);
     kit::finish(false, "guest_main returned");
 }
@@ -58,6 +75,10 @@ namespace kit {
 namespace {
 uint64_t cached_tsc_hz = 0;
 }
+
+BootProtocol boot_protocol() { return g_protocol; }
+const vmgen::protocols::linux_boot::BootParams* linux_boot_params() { return g_boot_params; }
+const LinuxEntryState& linux_entry_state() { return kit_linux_entry_state; }
 
 uint64_t tsc_hz()
 {
