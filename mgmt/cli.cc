@@ -1,0 +1,370 @@
+#include "mgmt/cli.h"
+
+#include "mgmt/cli_internal.h"
+#include "mgmt/vm_settings.h"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <array>
+
+namespace vmgen::mgmt {
+namespace cli {
+namespace {
+
+constexpr std::string_view usage_text = R"(Usage: vmgen <command> [options]
+
+Manages generation 1 and generation 2 virtual machines on this host, like Hyper-V.
+
+Commands:
+)";
+
+constexpr std::string_view footer_text = R"(
+Run 'vmgen <command> --help' for a command's options. Virtual machines live in $VMGEN_HOME
+(default ~/.local/share/vmgen), one folder each.
+)";
+
+constexpr std::array commands = {
+    Command{"new-vm", "Create a virtual machine",
+            R"(Usage: vmgen new-vm NAME [options]
+
+Creates a virtual machine (Off) and shows it.
+
+Options:
+  --generation 1|2        1 (legacy PC) or 2 (UEFI + VMBus); fixed once created. Default 1.
+  --memory SIZE           startup memory: 512M, 2G, 1024MB or bytes; a multiple of 2M, at least 32M,
+                          at most the host's memory. Default 1G.
+  --processors N          virtual processors: 1-64 (generation 1), 1-240 (generation 2). Default 1.
+  --kernel FILE           Linux kernel (bzImage or PVH ELF) to boot.
+  --initrd FILE           initial ramdisk.
+  --cmdline TEXT          kernel command line.
+  --on-reset restart|exit what a guest reset does. Default restart.
+)",
+            cmd_new_vm},
+    Command{"get-vm", "Show virtual machines",
+            R"(Usage: vmgen get-vm [NAME] [--format table|json]
+
+Shows one virtual machine, or all of them: Name, State, CPUUsage(%), MemoryAssigned(M), Uptime,
+Status, Generation. A virtual machine whose config is unusable is listed with the problem as Status.
+
+Options:
+  --format table|json     output format. Default table.
+)",
+            cmd_get_vm},
+    Command{"set-vm", "Change a virtual machine's settings (while Off)",
+            R"(Usage: vmgen set-vm NAME [options]
+
+Changes the settings of a virtual machine that is Off. The generation cannot be changed.
+
+Options:
+  --memory SIZE           startup memory (same rules as new-vm).
+  --processors N          virtual processors.
+  --kernel FILE           kernel to boot ("" removes it).
+  --initrd FILE           initial ramdisk ("" removes it).
+  --cmdline TEXT          kernel command line.
+  --on-reset restart|exit what a guest reset does.
+)",
+            cmd_set_vm},
+    Command{"set-vmcomport", "Connect a COM port (while Off)",
+            R"(Usage: vmgen set-vmcomport NAME --number 1|2 --path TARGET
+
+Connects COM1 or COM2 of a virtual machine that is Off.
+
+Options:
+  --number 1|2            the COM port.
+  --path TARGET           file:FILE (append output to FILE), unix:SOCKET (listen on SOCKET),
+                          stdio (the worker's stdout: worker.log, or the terminal with start-vm --wait)
+                          or none (disconnected).
+)",
+            cmd_set_vmcomport},
+    Command{"start-vm", "Start a virtual machine in the background",
+            R"(Usage: vmgen start-vm NAME [--wait]
+
+Starts the virtual machine in a background worker process and returns once it runs.
+
+Options:
+  --wait                  stay in the foreground until the virtual machine stops; COM ports set to
+                          stdio write to this terminal; Ctrl-C turns the virtual machine off. Exits with
+                          the outcome: 0 power off, 3 reset (on-reset exit), 4 triple fault, 5 internal
+                          error.
+)",
+            cmd_start_vm},
+    Command{"stop-vm", "Shut down or turn off a virtual machine",
+            R"(Usage: vmgen stop-vm NAME [--turn-off] [--timeout SECONDS]
+
+Presses the ACPI power button and waits for the guest to shut down; turns the virtual machine off
+when it has not stopped within the timeout. Stopping a virtual machine that is Off does nothing.
+
+Options:
+  --turn-off              pull the power at once instead.
+  --timeout SECONDS       how long to wait for the guest to shut down. Default 30.
+)",
+            cmd_stop_vm},
+    Command{"remove-vm", "Delete a virtual machine (while Off)",
+            R"(Usage: vmgen remove-vm NAME
+
+Deletes the virtual machine's folder. Kernels, initrds and files it refers to are kept.
+)",
+            cmd_remove_vm},
+    Command{"run", "Run a throwaway virtual machine in the foreground",
+            R"(Usage: vmgen run --kernel FILE [options]
+
+Runs a virtual machine that is not stored, in the foreground, until the guest stops. SIGINT and
+SIGTERM turn it off. Exits with the outcome: 0 power off, 3 reset (on-reset exit), 4 triple fault,
+5 internal error; 1 when it could not run.
+
+Options:
+  --generation 1|2        Default 2.
+  --memory SIZE           Default 512M.
+  --processors N          Default 1.
+  --kernel FILE           kernel to boot (required).
+  --initrd FILE           initial ramdisk.
+  --cmdline TEXT          kernel command line.
+  --com1 TARGET           stdio, file:FILE, unix:SOCKET or none. Default none.
+  --com2 TARGET           Default none.
+  --on-reset restart|exit Default restart.
+)",
+            cmd_run},
+};
+
+const Command* find_command(std::string_view name)
+{
+    for (const auto& command : commands) {
+        if (command.name == name)
+            return &command;
+    }
+    return nullptr;
+}
+
+void print_usage(std::ostream& out)
+{
+    out << usage_text;
+    for (const auto& command : commands)
+        out << fmt::format("  {:<15}{}\n", command.name, command.summary);
+    out << fmt::format("  {:<15}{}\n", "help [COMMAND]", "Show this help or a command's");
+    out << footer_text;
+}
+
+std::string pad(std::string_view text, size_t width) { return fmt::format("{:<{}}", text, width); }
+
+} // namespace
+
+Result<ParsedArgs> parse_args(std::string_view command, std::span<const std::string> args,
+                              std::span<const OptionSpec> specs, size_t min_positionals, size_t max_positionals)
+{
+    ParsedArgs parsed;
+    bool options_done = false;
+    for (size_t i = 0; i < args.size(); ++i) {
+        const std::string& arg = args[i];
+        if (options_done || arg.size() < 2 || arg[0] != '-') {
+            parsed.positionals.push_back(arg);
+            continue;
+        }
+        if (arg == "--") {
+            options_done = true;
+            continue;
+        }
+        if (arg == "-h" || arg == "--help") {
+            parsed.help = true;
+            continue;
+        }
+        if (!arg.starts_with("--"))
+            return fail("unknown option '{}' for {} (see 'vmgen {} --help')", arg, command, command);
+        std::string_view body = std::string_view(arg).substr(2);
+        std::optional<std::string> inline_value;
+        if (auto eq = body.find('='); eq != std::string_view::npos) {
+            inline_value = std::string(body.substr(eq + 1));
+            body = body.substr(0, eq);
+        }
+        auto spec = std::find_if(specs.begin(), specs.end(), [&](const OptionSpec& s) { return s.name == body; });
+        if (spec == specs.end())
+            return fail("unknown option '--{}' for {} (see 'vmgen {} --help')", body, command, command);
+        if (parsed.values.contains(body) || parsed.flags.contains(body))
+            return fail("option --{} is given more than once", body);
+        if (!spec->takes_value) {
+            if (inline_value)
+                return fail("option --{} takes no value", body);
+            parsed.flags.emplace(body);
+            continue;
+        }
+        if (inline_value) {
+            parsed.values.emplace(body, *inline_value);
+            continue;
+        }
+        if (i + 1 >= args.size() || (args[i + 1].starts_with("--") && args[i + 1].size() > 2))
+            return fail("option --{} needs a value", body);
+        parsed.values.emplace(body, args[++i]);
+    }
+    if (parsed.help)
+        return parsed;
+    if (parsed.positionals.size() < min_positionals)
+        return fail("{} needs a virtual machine name (see 'vmgen {} --help')", command, command);
+    if (parsed.positionals.size() > max_positionals)
+        return fail("unexpected argument '{}' for {}", parsed.positionals[max_positionals], command);
+    return parsed;
+}
+
+int report_error(std::ostream& err, const Error& error)
+{
+    err << "vmgen: error: " << error.message() << '\n';
+    return exit_error;
+}
+
+void print_command_help(std::ostream& out, std::string_view command)
+{
+    if (const auto* found = find_command(command))
+        out << found->usage;
+}
+
+std::string format_uptime(std::chrono::nanoseconds uptime)
+{
+    auto total = std::chrono::duration_cast<std::chrono::seconds>(uptime).count();
+    if (total < 0)
+        total = 0;
+    auto days = total / 86400;
+    auto hours = (total / 3600) % 24;
+    auto minutes = (total / 60) % 60;
+    auto seconds = total % 60;
+    if (days > 0)
+        return fmt::format("{}.{:02}:{:02}:{:02}", days, hours, minutes, seconds);
+    return fmt::format("{:02}:{:02}:{:02}", hours, minutes, seconds);
+}
+
+VmView inspect_vm(const Store& store, const StoreEntry& entry, const CliContext& context)
+{
+    VmView view;
+    view.name = entry.name;
+    view.dir = entry.dir;
+    view.runtime = inspect_runtime(store.vm_dir(entry.name), entry.name, context.is_worker, context.control_timeout);
+    if (entry.config) {
+        view.config = *entry.config;
+    } else {
+        view.runtime.status = entry.config.error().message();
+    }
+    return view;
+}
+
+void print_vm_table(std::ostream& out, std::span<const VmView> vms)
+{
+    const std::array<std::string, 7> headers = {"Name",   "State",  "CPUUsage(%)", "MemoryAssigned(M)",
+                                                "Uptime", "Status", "Generation"};
+    std::vector<std::array<std::string, 7>> rows;
+    for (const auto& vm : vms) {
+        rows.push_back({
+            vm.name,
+            std::string(to_string(vm.runtime.state)),
+            fmt::format("{}", vm.runtime.cpu_usage_percent),
+            fmt::format("{}", vm.runtime.memory_assigned_bytes / mib),
+            format_uptime(vm.runtime.uptime),
+            vm.runtime.status,
+            vm.config ? fmt::format("{}", static_cast<int>(vm.config->generation)) : std::string("-"),
+        });
+    }
+    std::array<size_t, 7> widths{};
+    for (size_t c = 0; c < headers.size(); ++c) {
+        widths[c] = headers[c].size();
+        for (const auto& row : rows)
+            widths[c] = std::max(widths[c], row[c].size());
+    }
+    auto print_row = [&](const std::array<std::string, 7>& cells) {
+        std::string line;
+        for (size_t c = 0; c < cells.size(); ++c) {
+            if (c + 1 == cells.size())
+                line += cells[c];
+            else
+                line += pad(cells[c], widths[c]) + " ";
+        }
+        out << line << '\n';
+    };
+    print_row(headers);
+    std::array<std::string, 7> dashes;
+    for (size_t c = 0; c < headers.size(); ++c)
+        dashes[c] = std::string(headers[c].size(), '-');
+    print_row(dashes);
+    for (const auto& row : rows)
+        print_row(row);
+}
+
+void print_vm_json(std::ostream& out, std::span<const VmView> vms)
+{
+    auto array = nlohmann::json::array();
+    for (const auto& vm : vms) {
+        nlohmann::json object = {
+            {"Name", vm.name},
+            {"State", std::string(to_string(vm.runtime.state))},
+            {"CPUUsage", vm.runtime.cpu_usage_percent},
+            {"MemoryAssigned", vm.runtime.memory_assigned_bytes},
+            {"Uptime", std::chrono::duration_cast<std::chrono::seconds>(vm.runtime.uptime).count()},
+            {"Status", vm.runtime.status},
+            {"Path", vm.dir.string()},
+        };
+        if (vm.config) {
+            auto generation = static_cast<int>(vm.config->generation);
+            object["Generation"] = generation;
+            object["VirtualSystemSubType"] = fmt::format("Microsoft:Hyper-V:SubType:{}", generation);
+            object["ProcessorCount"] = vm.config->processors;
+            object["MemoryStartup"] = vm.config->memory_bytes;
+            object["Id"] = vm.config->id;
+        } else {
+            for (const char* key : {"Generation", "VirtualSystemSubType", "ProcessorCount", "MemoryStartup", "Id"})
+                object[key] = nullptr;
+        }
+        array.push_back(std::move(object));
+    }
+    out << array.dump(2) << '\n';
+}
+
+std::string describe_outcome(std::string_view reason, std::string_view detail)
+{
+    auto with_detail = [&](std::string_view what) {
+        return detail.empty() ? std::string(what) : fmt::format("{}: {}", what, detail);
+    };
+    if (reason == "reset")
+        return with_detail("the guest reset the virtual machine (on-reset action: exit)");
+    if (reason == "triple-fault")
+        return with_detail("the guest triple-faulted");
+    if (reason == "internal-error")
+        return with_detail("the virtual machine stopped on an internal error");
+    return {};
+}
+
+} // namespace cli
+
+CliContext default_cli_context(MachineFactory factory)
+{
+    CliContext context;
+    context.home = Store::default_root();
+    context.host_memory_bytes = host_memory_total();
+    context.machine_factory = std::move(factory);
+    context.spawn_worker = spawn_worker_process;
+    context.is_worker = is_worker_process;
+    context.handle_signals = true;
+    return context;
+}
+
+int run_cli(std::span<const std::string> args, std::ostream& out, std::ostream& err, const CliContext& context)
+{
+    if (args.empty()) {
+        cli::print_usage(err);
+        return exit_error;
+    }
+    const std::string& name = args[0];
+    if (name == "help" || name == "--help" || name == "-h") {
+        if (args.size() > 1) {
+            if (cli::find_command(args[1]) == nullptr)
+                return cli::report_error(err, Error::format("unknown command '{}' (see 'vmgen help')", args[1]));
+            cli::print_command_help(out, args[1]);
+            return exit_ok;
+        }
+        cli::print_usage(out);
+        return exit_ok;
+    }
+    if (name == "__worker")
+        return cli::cmd_worker(args.subspan(1), out, err, context);
+    const auto* command = cli::find_command(name);
+    if (command == nullptr)
+        return cli::report_error(err, Error::format("unknown command '{}' (see 'vmgen help')", name));
+    return command->run(args.subspan(1), out, err, context);
+}
+
+} // namespace vmgen::mgmt

@@ -1,0 +1,77 @@
+// Shared pieces of the CLI's command implementations (cli.cc, cli_vm.cc, cli_power.cc).
+#pragma once
+
+#include "mgmt/cli.h"
+#include "mgmt/store.h"
+
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace vmgen::mgmt::cli {
+
+struct OptionSpec {
+    std::string_view name; // without the leading "--"
+    bool takes_value = true;
+};
+
+struct ParsedArgs {
+    std::vector<std::string> positionals;
+    std::map<std::string, std::string, std::less<>> values;
+    std::set<std::string, std::less<>> flags;
+    bool help = false;
+
+    [[nodiscard]] const std::string* value(std::string_view option) const
+    {
+        auto it = values.find(option);
+        return it == values.end() ? nullptr : &it->second;
+    }
+    [[nodiscard]] bool flag(std::string_view option) const { return flags.contains(option); }
+};
+
+// Parses "--name value", "--name=value", "--flag", "-h/--help" and positionals ("--" ends options).
+Result<ParsedArgs> parse_args(std::string_view command, std::span<const std::string> args,
+                              std::span<const OptionSpec> specs, size_t min_positionals, size_t max_positionals);
+
+struct Command {
+    std::string_view name;
+    std::string_view summary;
+    std::string_view usage; // full help text
+    int (*run)(std::span<const std::string> args, std::ostream& out, std::ostream& err, const CliContext& context);
+};
+
+// Prints "vmgen: error: <message>" and returns exit_error.
+int report_error(std::ostream& err, const Error& error);
+void print_command_help(std::ostream& out, std::string_view command);
+
+// "00:01:05", or "2.03:04:05" past a day (days.hh:mm:ss, like Hyper-V's Uptime).
+std::string format_uptime(std::chrono::nanoseconds uptime);
+
+// The VM as get-vm shows it.
+struct VmView {
+    std::string name;
+    std::filesystem::path dir;
+    std::optional<VmConfig> config; // empty when config.json is unusable
+    VmRuntime runtime;
+};
+VmView inspect_vm(const Store& store, const StoreEntry& entry, const CliContext& context);
+void print_vm_table(std::ostream& out, std::span<const VmView> vms);
+void print_vm_json(std::ostream& out, std::span<const VmView> vms);
+
+// Outcome text for a stop that was not a normal power off ("the guest triple-faulted: …"); empty otherwise.
+std::string describe_outcome(std::string_view reason, std::string_view detail);
+
+int cmd_new_vm(std::span<const std::string>, std::ostream&, std::ostream&, const CliContext&);
+int cmd_get_vm(std::span<const std::string>, std::ostream&, std::ostream&, const CliContext&);
+int cmd_set_vm(std::span<const std::string>, std::ostream&, std::ostream&, const CliContext&);
+int cmd_set_vmcomport(std::span<const std::string>, std::ostream&, std::ostream&, const CliContext&);
+int cmd_remove_vm(std::span<const std::string>, std::ostream&, std::ostream&, const CliContext&);
+int cmd_start_vm(std::span<const std::string>, std::ostream&, std::ostream&, const CliContext&);
+int cmd_stop_vm(std::span<const std::string>, std::ostream&, std::ostream&, const CliContext&);
+int cmd_run(std::span<const std::string>, std::ostream&, std::ostream&, const CliContext&);
+int cmd_worker(std::span<const std::string>, std::ostream&, std::ostream&, const CliContext&);
+
+} // namespace vmgen::mgmt::cli

@@ -1,0 +1,622 @@
+#include "mgmt/cli.h"
+
+#include "mgmt/atomic_file.h"
+#include "mgmt/fake_machine.h"
+#include "mgmt/store.h"
+#include "mgmt/temp_home.h"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <future>
+#include <map>
+#include <sstream>
+
+namespace vmgen::mgmt {
+namespace {
+
+using namespace std::chrono_literals;
+using nlohmann::json;
+
+struct CliResult {
+    int code = 0;
+    std::string out;
+    std::string err;
+};
+
+// A worker run on a thread of the test process (its "pid" is ours).
+class ThreadWorker final : public WorkerHandle {
+public:
+    explicit ThreadWorker(std::shared_future<int> result) : m_result(std::move(result)) {}
+    [[nodiscard]] pid_t pid() const override { return ::getpid(); }
+    std::optional<WorkerExit> try_wait() override
+    {
+        if (!m_exit && m_result.wait_for(0s) == std::future_status::ready)
+            m_exit = WorkerExit{.exit_code = m_result.get(), .signal = 0};
+        return m_exit;
+    }
+
+private:
+    std::shared_future<int> m_result;
+    std::optional<WorkerExit> m_exit;
+};
+
+// The store's files and their contents, to check that failed commands change nothing.
+std::map<std::string, std::string> snapshot(const std::filesystem::path& root)
+{
+    std::map<std::string, std::string> files;
+    std::error_code ec;
+    if (!std::filesystem::exists(root, ec))
+        return files;
+    for (const auto& entry : std::filesystem::recursive_directory_iterator(root)) {
+        auto key = entry.path().lexically_relative(root).string();
+        files[key] = entry.is_regular_file() ? read_small_file(entry.path()).value_or(std::string("?")) : "<dir>";
+    }
+    return files;
+}
+
+class CliTest : public ::testing::Test {
+protected:
+    CliTest()
+    {
+        m_kernel = m_home.path() / "bzImage";
+        std::ofstream(m_kernel) << "kernel";
+        m_initrd = m_home.path() / "initrd.img";
+        std::ofstream(m_initrd) << "initrd";
+        m_root = m_home.path() / "store";
+        m_context.home = m_root;
+        m_context.host_memory_bytes = 4ull << 30;
+        m_context.is_worker = in_process_probe();
+        m_context.start_timeout = 5000ms;
+        m_context.control_timeout = 1000ms;
+        m_context.turn_off_timeout = 2000ms;
+        m_context.kill_grace = 300ms;
+        m_context.poll_interval = 5ms;
+        set_script({});
+    }
+
+    ~CliTest() override
+    {
+        // Never leave a worker thread behind.
+        for (auto& entry : snapshot(m_root)) {
+            if (entry.first.ends_with("control.sock"))
+                run({"stop-vm", std::filesystem::path(entry.first).parent_path().string(), "--turn-off"});
+        }
+    }
+
+    // Worker "processes" are threads of this process: one is alive while its worker.pid names us.
+    WorkerProbe in_process_probe()
+    {
+        return [root = m_root](pid_t pid, std::string_view name) {
+            return pid == ::getpid() && read_worker_pid(root / std::string(name)) == pid;
+        };
+    }
+
+    void set_script(FakeMachineScript script)
+    {
+        m_context.machine_factory = fake_machine_factory(std::move(script), m_log);
+        m_context.spawn_worker = [this](const std::filesystem::path&, std::string_view name,
+                                        bool) -> Result<std::unique_ptr<WorkerHandle>> {
+            auto factory = m_context.machine_factory;
+            std::string vm(name);
+            auto root = m_root;
+            std::shared_future<int> result = std::async(std::launch::async, [root, vm, factory] {
+                return run_worker(Store(root), vm, factory, {.handle_signals = false, .sample_interval = 10ms});
+            });
+            // start-vm forgets its handle while the worker runs on: the fixture joins the thread at the end.
+            m_workers.push_back(result);
+            return std::unique_ptr<WorkerHandle>(std::make_unique<ThreadWorker>(std::move(result)));
+        };
+    }
+
+    CliResult run(std::vector<std::string> args)
+    {
+        std::ostringstream out;
+        std::ostringstream err;
+        CliResult result;
+        result.code = run_cli(args, out, err, m_context);
+        result.out = out.str();
+        result.err = err.str();
+        return result;
+    }
+
+    // Runs a command that must fail with exit 1, an error naming `expected`, and no change to the store.
+    void expect_failure(std::vector<std::string> args, std::string_view expected)
+    {
+        auto before = snapshot(m_root);
+        auto result = run(args);
+        std::string command;
+        for (const auto& a : args)
+            command += a + " ";
+        EXPECT_EQ(result.code, 1) << command;
+        EXPECT_TRUE(result.err.starts_with("vmgen: error: ")) << command << ": " << result.err;
+        EXPECT_NE(result.err.find(expected), std::string::npos)
+            << command << ": expected '" << expected << "' in: " << result.err;
+        EXPECT_EQ(snapshot(m_root), before) << command << " changed the store";
+    }
+
+    json get_json(std::string_view name = {})
+    {
+        std::vector<std::string> args = {"get-vm", "--format", "json"};
+        if (!name.empty())
+            args.emplace_back(name);
+        auto result = run(args);
+        EXPECT_EQ(result.code, 0) << result.err;
+        return json::parse(result.out);
+    }
+
+    VmConfig config(std::string_view name) { return *Store(m_root).load(name); }
+
+    void new_vm(std::string name, std::vector<std::string> options = {})
+    {
+        std::vector<std::string> args = {"new-vm", std::move(name), "--memory", "64M", "--kernel", m_kernel.string()};
+        args.insert(args.end(), options.begin(), options.end());
+        auto result = run(args);
+        ASSERT_EQ(result.code, 0) << result.err;
+    }
+
+    TempHome m_home;
+    std::filesystem::path m_root;
+    std::filesystem::path m_kernel;
+    std::filesystem::path m_initrd;
+    std::shared_ptr<FakeMachineLog> m_log = std::make_shared<FakeMachineLog>();
+    CliContext m_context;
+    std::vector<std::shared_future<int>> m_workers;
+};
+
+TEST_F(CliTest, Help)
+{
+    auto help = run({"help"});
+    EXPECT_EQ(help.code, 0);
+    for (const char* command : {"new-vm", "get-vm", "set-vm", "set-vmcomport", "start-vm", "stop-vm", "remove-vm",
+                                "run"})
+        EXPECT_NE(help.out.find(command), std::string::npos) << command;
+    EXPECT_EQ(run({"--help"}).code, 0);
+    auto command_help = run({"new-vm", "--help"});
+    EXPECT_EQ(command_help.code, 0);
+    EXPECT_NE(command_help.out.find("--generation"), std::string::npos);
+    EXPECT_EQ(run({"help", "stop-vm"}).code, 0);
+    EXPECT_EQ(run({"help", "bogus"}).code, 1);
+    auto none = run({});
+    EXPECT_EQ(none.code, 1);
+    EXPECT_NE(none.err.find("Usage"), std::string::npos);
+    expect_failure({"frobnicate"}, "unknown command 'frobnicate'");
+}
+
+TEST_F(CliTest, NewVmDefaultsToGenerationOne)
+{
+    auto result = run({"new-vm", "web1"});
+    ASSERT_EQ(result.code, 0) << result.err;
+    EXPECT_NE(result.out.find("Name"), std::string::npos);
+    EXPECT_NE(result.out.find("web1"), std::string::npos);
+    EXPECT_NE(result.out.find("Off"), std::string::npos);
+    EXPECT_NE(result.out.find("Operating normally"), std::string::npos);
+    auto stored = config("web1");
+    EXPECT_EQ(stored.generation, vmm::Generation::One);
+    EXPECT_EQ(stored.memory_bytes, 1ull << 30);
+    EXPECT_EQ(stored.processors, 1u);
+    EXPECT_TRUE(is_uuid(stored.id));
+    auto text = *read_small_file(m_root / "web1" / "config.json");
+    EXPECT_EQ(json::parse(text)["version"], 1);
+}
+
+TEST_F(CliTest, NewVmWithEverySetting)
+{
+    auto result = run({"new-vm", "db", "--generation", "2", "--memory", "2G", "--processors", "4", "--kernel",
+                       m_kernel.string(), "--initrd", m_initrd.string(), "--cmdline", "console=ttyS0 quiet",
+                       "--on-reset=exit"});
+    ASSERT_EQ(result.code, 0) << result.err;
+    auto stored = config("db");
+    EXPECT_EQ(stored.generation, vmm::Generation::Two);
+    EXPECT_EQ(stored.memory_bytes, 2ull << 30);
+    EXPECT_EQ(stored.processors, 4u);
+    EXPECT_EQ(stored.kernel, m_kernel.string());
+    EXPECT_EQ(stored.initrd, m_initrd.string());
+    EXPECT_EQ(stored.cmdline, "console=ttyS0 quiet");
+    EXPECT_EQ(stored.on_reset, vmm::ResetAction::Exit);
+
+    auto vms = get_json("db");
+    ASSERT_EQ(vms.size(), 1u);
+    const auto& vm = vms[0];
+    EXPECT_EQ(vm["Name"], "db");
+    EXPECT_EQ(vm["State"], "Off");
+    EXPECT_EQ(vm["CPUUsage"], 0);
+    EXPECT_EQ(vm["MemoryAssigned"], 0);
+    EXPECT_EQ(vm["Uptime"], 0);
+    EXPECT_EQ(vm["Status"], "Operating normally");
+    EXPECT_EQ(vm["Generation"], 2);
+    EXPECT_EQ(vm["VirtualSystemSubType"], "Microsoft:Hyper-V:SubType:2");
+    EXPECT_EQ(vm["ProcessorCount"], 4);
+    EXPECT_EQ(vm["MemoryStartup"], 2ull << 30);
+    EXPECT_EQ(vm["Id"], stored.id);
+    EXPECT_EQ(vm["Path"], (m_root / "db").string());
+}
+
+TEST_F(CliTest, NewVmErrorsChangeNothing)
+{
+    new_vm("web1");
+    auto missing = (m_home.path() / "missing").string();
+    expect_failure({"new-vm", "web1"}, "a virtual machine named 'web1' already exists");
+    expect_failure({"new-vm"}, "needs a virtual machine name");
+    expect_failure({"new-vm", "."}, "must not start with '.'");
+    expect_failure({"new-vm", ".."}, "must not start with '.'");
+    expect_failure({"new-vm", ".x"}, "must not start with '.'");
+    expect_failure({"new-vm", "a/b"}, "must not contain '/'");
+    expect_failure({"new-vm", ""}, "the name is empty");
+    expect_failure({"new-vm", std::string(101, 'n')}, "at most 100");
+    expect_failure({"new-vm", "bad\x01name"}, "control characters");
+    expect_failure({"new-vm", "x", "--processors", "0"}, "invalid processor count 0");
+    expect_failure({"new-vm", "x", "--processors", "65"}, "generation 1 virtual machine has 1 to 64");
+    expect_failure({"new-vm", "x", "--generation", "2", "--processors", "241"}, "1 to 240");
+    expect_failure({"new-vm", "x", "--memory", "8G"}, "more than the host has");
+    expect_failure({"new-vm", "x", "--memory", "33M"}, "not a multiple of 2M");
+    expect_failure({"new-vm", "x", "--memory", "16M"}, "at least 32M");
+    expect_failure({"new-vm", "x", "--memory", "lots"}, "invalid memory size 'lots'");
+    expect_failure({"new-vm", "x", "--kernel", missing}, "kernel: " + missing);
+    expect_failure({"new-vm", "x", "--initrd", missing}, "initrd: " + missing);
+    expect_failure({"new-vm", "x", "--generation", "3"}, "invalid generation '3'");
+    expect_failure({"new-vm", "x", "--on-reset", "reboot"}, "invalid reset action");
+    expect_failure({"new-vm", "x", "--frobnicate"}, "unknown option '--frobnicate'");
+    expect_failure({"new-vm", "x", "-q"}, "unknown option '-q'");
+    expect_failure({"new-vm", "x", "--memory"}, "option --memory needs a value");
+    expect_failure({"new-vm", "x", "--memory", "--processors", "2"}, "option --memory needs a value");
+    expect_failure({"new-vm", "x", "--memory", "64M", "--memory", "128M"}, "given more than once");
+    expect_failure({"new-vm", "x", "y"}, "unexpected argument 'y'");
+}
+
+TEST_F(CliTest, NewVmDefaultMemoryMustFitTheHost)
+{
+    m_context.host_memory_bytes = 512ull << 20;
+    expect_failure({"new-vm", "x"}, "the default memory (1G)");
+    EXPECT_EQ(run({"new-vm", "x", "--memory", "256M"}).code, 0);
+}
+
+TEST_F(CliTest, GetVmListsEverythingIncludingBrokenConfigs)
+{
+    new_vm("a");
+    new_vm("b");
+    new_vm("c", {"--generation", "2"});
+    std::ofstream(m_root / "b" / "config.json", std::ios::trunc) << R"({"version": 1, "name": "b", "memory_bytes": "x"})";
+
+    auto table = run({"get-vm"});
+    ASSERT_EQ(table.code, 0) << table.err;
+    EXPECT_NE(table.out.find("Name"), std::string::npos);
+    EXPECT_NE(table.out.find("CPUUsage(%)"), std::string::npos);
+    EXPECT_NE(table.out.find("MemoryAssigned(M)"), std::string::npos);
+    EXPECT_NE(table.out.find("00:00:00"), std::string::npos);
+    EXPECT_NE(table.out.find("VM 'b': config " + (m_root / "b" / "config.json").string()), std::string::npos)
+        << table.out;
+
+    auto vms = get_json();
+    ASSERT_EQ(vms.size(), 3u);
+    EXPECT_EQ(vms[0]["Name"], "a");
+    EXPECT_EQ(vms[0]["Generation"], 1);
+    EXPECT_EQ(vms[0]["VirtualSystemSubType"], "Microsoft:Hyper-V:SubType:1");
+    EXPECT_EQ(vms[1]["Name"], "b");
+    EXPECT_EQ(vms[1]["State"], "Off");
+    EXPECT_TRUE(vms[1]["Generation"].is_null());
+    EXPECT_NE(vms[1]["Status"].get<std::string>().find("field"), std::string::npos);
+    EXPECT_EQ(vms[2]["Generation"], 2);
+
+    expect_failure({"get-vm", "b"}, "VM 'b': config " + (m_root / "b" / "config.json").string() + ": field");
+    expect_failure({"get-vm", "nope"}, "no virtual machine named 'nope'");
+    expect_failure({"get-vm", "--format", "xml"}, "invalid format 'xml'");
+    expect_failure({"get-vm", "a", "b"}, "unexpected argument 'b'");
+}
+
+TEST_F(CliTest, GetVmOnAnEmptyStore)
+{
+    auto table = run({"get-vm"});
+    EXPECT_EQ(table.code, 0);
+    EXPECT_EQ(table.out, "");
+    EXPECT_EQ(get_json(), json::array());
+}
+
+TEST_F(CliTest, SetVmChangesSettings)
+{
+    new_vm("web1", {"--generation", "2"});
+    auto result = run({"set-vm", "web1", "--memory", "128M", "--processors", "8", "--initrd", m_initrd.string(),
+                       "--cmdline", "root=/dev/sda", "--on-reset", "exit"});
+    ASSERT_EQ(result.code, 0) << result.err;
+    auto stored = config("web1");
+    EXPECT_EQ(stored.memory_bytes, 128ull << 20);
+    EXPECT_EQ(stored.processors, 8u);
+    EXPECT_EQ(stored.initrd, m_initrd.string());
+    EXPECT_EQ(stored.cmdline, "root=/dev/sda");
+    EXPECT_EQ(stored.on_reset, vmm::ResetAction::Exit);
+    ASSERT_EQ(run({"set-vm", "web1", "--initrd", ""}).code, 0);
+    EXPECT_EQ(config("web1").initrd, "");
+    // No temporary files are left next to config.json.
+    for (const auto& entry : std::filesystem::directory_iterator(m_root / "web1"))
+        EXPECT_EQ(entry.path().filename().string().find(".tmp"), std::string::npos) << entry.path();
+}
+
+TEST_F(CliTest, SetVmErrorsChangeNothing)
+{
+    new_vm("web1");
+    expect_failure({"set-vm", "web1", "--generation", "2"},
+                   "the generation of a virtual machine is fixed when it is created");
+    expect_failure({"set-vm", "web1", "--processors", "0"}, "invalid processor count 0");
+    expect_failure({"set-vm", "web1", "--processors", "100"}, "generation 1 virtual machine has 1 to 64");
+    expect_failure({"set-vm", "web1", "--memory", "1T"}, "more than the host");
+    expect_failure({"set-vm", "web1", "--kernel", "/no/such/kernel"}, "kernel: /no/such/kernel");
+    expect_failure({"set-vm", "web1", "--bogus", "1"}, "unknown option '--bogus'");
+    expect_failure({"set-vm", "web1", "--cmdline"}, "option --cmdline needs a value");
+    expect_failure({"set-vm", "nope", "--processors", "2"}, "no virtual machine named 'nope'");
+    expect_failure({"set-vm"}, "needs a virtual machine name");
+    std::ofstream(m_root / "web1" / "config.json", std::ios::trunc) << "{";
+    expect_failure({"set-vm", "web1", "--processors", "2"}, "config " + (m_root / "web1" / "config.json").string());
+}
+
+TEST_F(CliTest, SetVmComPort)
+{
+    new_vm("web1");
+    auto log = (m_home.path() / "com1.log").string();
+    ASSERT_EQ(run({"set-vmcomport", "web1", "--number", "1", "--path", "file:" + log}).code, 0);
+    ASSERT_EQ(run({"set-vmcomport", "web1", "--number", "2", "--path", "stdio"}).code, 0);
+    auto stored = config("web1");
+    EXPECT_EQ(stored.com[0].kind, vmm::SerialPortConfig::Kind::File);
+    EXPECT_EQ(stored.com[0].path, log);
+    EXPECT_EQ(stored.com[1].kind, vmm::SerialPortConfig::Kind::Stdio);
+    ASSERT_EQ(run({"set-vmcomport", "web1", "--number", "1", "--path", "none"}).code, 0);
+    EXPECT_EQ(config("web1").com[0].kind, vmm::SerialPortConfig::Kind::None);
+
+    expect_failure({"set-vmcomport", "web1", "--path", "stdio"}, "needs --number");
+    expect_failure({"set-vmcomport", "web1", "--number", "1"}, "needs --path");
+    expect_failure({"set-vmcomport", "web1", "--number", "3", "--path", "stdio"}, "invalid COM port number '3'");
+    expect_failure({"set-vmcomport", "web1", "--number", "1", "--path", "tcp:80"}, "invalid COM port 'tcp:80'");
+    expect_failure({"set-vmcomport", "web1", "--number", "1", "--path", "file:/no/such/dir/log"}, "does not exist");
+    expect_failure({"set-vmcomport", "nope", "--number", "1", "--path", "stdio"}, "no virtual machine named 'nope'");
+}
+
+TEST_F(CliTest, RemoveVm)
+{
+    new_vm("web1");
+    new_vm("web2");
+    ASSERT_EQ(run({"remove-vm", "web1"}).code, 0);
+    EXPECT_FALSE(std::filesystem::exists(m_root / "web1"));
+    EXPECT_TRUE(std::filesystem::exists(m_kernel)); // files it referred to are kept
+    expect_failure({"remove-vm", "web1"}, "no virtual machine named 'web1'");
+    expect_failure({"remove-vm"}, "needs a virtual machine name");
+    // A broken config does not prevent removal.
+    std::ofstream(m_root / "web2" / "config.json", std::ios::trunc) << "garbage";
+    ASSERT_EQ(run({"remove-vm", "web2"}).code, 0);
+    EXPECT_TRUE(std::filesystem::is_empty(m_root));
+}
+
+TEST_F(CliTest, StartGetStop)
+{
+    new_vm("web1", {"--generation", "2", "--processors", "2"});
+    auto start = run({"start-vm", "web1"});
+    ASSERT_EQ(start.code, 0) << start.err;
+
+    auto vms = get_json("web1");
+    EXPECT_EQ(vms[0]["State"], "Running");
+    EXPECT_EQ(vms[0]["MemoryAssigned"], 64ull << 20);
+    EXPECT_EQ(vms[0]["Uptime"], 65);
+    EXPECT_EQ(vms[0]["Status"], "Operating normally");
+    auto table = run({"get-vm", "web1"});
+    EXPECT_NE(table.out.find("Running"), std::string::npos);
+    EXPECT_NE(table.out.find("00:01:05"), std::string::npos);
+    EXPECT_NE(table.out.find(" 64 "), std::string::npos) << table.out;
+
+    expect_failure({"start-vm", "web1"}, "VM 'web1' is already running");
+    expect_failure({"set-vm", "web1", "--processors", "1"}, "VM 'web1' is Running");
+    expect_failure({"set-vmcomport", "web1", "--number", "1", "--path", "stdio"}, "is Running");
+    expect_failure({"remove-vm", "web1"}, "is Running");
+
+    auto stop = run({"stop-vm", "web1"});
+    ASSERT_EQ(stop.code, 0) << stop.err;
+    EXPECT_EQ(m_log->power_button_presses, 1);
+    vms = get_json("web1");
+    EXPECT_EQ(vms[0]["State"], "Off");
+    EXPECT_EQ(vms[0]["MemoryAssigned"], 0);
+    EXPECT_EQ(vms[0]["Status"], "Operating normally");
+
+    auto again = run({"stop-vm", "web1"});
+    EXPECT_EQ(again.code, 0);
+    EXPECT_NE(again.out.find("already off"), std::string::npos);
+    expect_failure({"stop-vm", "nope"}, "no virtual machine named 'nope'");
+    expect_failure({"stop-vm", "web1", "--timeout", "soon"}, "invalid timeout 'soon'");
+
+    // It can start again.
+    ASSERT_EQ(run({"start-vm", "web1"}).code, 0);
+    ASSERT_EQ(run({"stop-vm", "web1", "--turn-off"}).code, 0);
+    EXPECT_EQ(get_json("web1")[0]["State"], "Off");
+    EXPECT_EQ(m_log->created, 2);
+}
+
+TEST_F(CliTest, StopTurnsOffAGuestThatIgnoresThePowerButton)
+{
+    set_script(FakeMachineScript::ignores_power_button());
+    new_vm("web1");
+    ASSERT_EQ(run({"start-vm", "web1"}).code, 0);
+    auto stop = run({"stop-vm", "web1", "--timeout", "0"});
+    EXPECT_EQ(stop.code, 0) << stop.err;
+    EXPECT_NE(stop.out.find("did not shut down within 0 seconds; turning VM 'web1' off"), std::string::npos);
+    EXPECT_EQ(m_log->turn_offs, 1);
+    EXPECT_EQ(get_json("web1")[0]["State"], "Off");
+}
+
+TEST_F(CliTest, StartVmFailures)
+{
+    ASSERT_EQ(run({"new-vm", "nokernel", "--memory", "64M"}).code, 0);
+    expect_failure({"start-vm", "nokernel"}, "VM 'nokernel' has no kernel to boot");
+    expect_failure({"start-vm", "nope"}, "no virtual machine named 'nope'");
+    expect_failure({"start-vm", "nokernel", "--wait=yes"}, "option --wait takes no value");
+
+    new_vm("web1");
+    std::filesystem::remove(m_kernel);
+    expect_failure({"start-vm", "web1"}, "VM 'web1': kernel: ");
+    std::ofstream(m_kernel) << "kernel";
+
+    set_script(FakeMachineScript::fails_to_create("KVM is not available: /dev/kvm: No such file or directory"));
+    auto start = run({"start-vm", "web1"});
+    EXPECT_EQ(start.code, 1);
+    EXPECT_NE(start.err.find("VM 'web1' failed to start: KVM is not available"), std::string::npos) << start.err;
+    auto vm = get_json("web1")[0];
+    EXPECT_EQ(vm["State"], "Off");
+    EXPECT_EQ(vm["Status"], "The virtual machine failed to start: KVM is not available: /dev/kvm: No such file or "
+                            "directory");
+}
+
+TEST_F(CliTest, StartVmWaitReturnsTheOutcome)
+{
+    new_vm("web1");
+    set_script(FakeMachineScript::stops_with(vmm::StopReason::TripleFault, "cr0=0x11"));
+    auto crashed = run({"start-vm", "web1", "--wait"});
+    EXPECT_EQ(crashed.code, 4);
+    EXPECT_NE(crashed.err.find("the guest triple-faulted: cr0=0x11"), std::string::npos) << crashed.err;
+    auto vm = get_json("web1")[0];
+    EXPECT_EQ(vm["State"], "Off");
+    EXPECT_EQ(vm["Status"], "The guest triple-faulted: cr0=0x11");
+
+    set_script(FakeMachineScript::stops_with(vmm::StopReason::PowerOff, ""));
+    auto clean = run({"start-vm", "web1", "--wait"});
+    EXPECT_EQ(clean.code, 0) << clean.err;
+    EXPECT_EQ(clean.err, "");
+    EXPECT_EQ(get_json("web1")[0]["Status"], "Operating normally");
+
+    set_script(FakeMachineScript::stops_with(vmm::StopReason::Reset, ""));
+    EXPECT_EQ(run({"start-vm", "web1", "--wait"}).code, 3);
+    set_script(FakeMachineScript::stops_with(vmm::StopReason::InternalError, "KVM_EXIT_FAIL_ENTRY"));
+    auto internal = run({"start-vm", "web1", "--wait"});
+    EXPECT_EQ(internal.code, 5);
+    EXPECT_NE(internal.err.find("internal error: KVM_EXIT_FAIL_ENTRY"), std::string::npos);
+}
+
+TEST_F(CliTest, StateFollowsTheProcessNotTheFiles)
+{
+    new_vm("web1");
+    pid_t child = ::fork();
+    if (child == 0)
+        ::_exit(0);
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    std::ofstream(m_root / "web1" / "worker.pid") << child << "\n";
+    std::ofstream(m_root / "web1" / "control.sock") << "";
+    m_context.is_worker = is_worker_process;
+    auto vm = get_json("web1")[0];
+    EXPECT_EQ(vm["State"], "Off");
+    EXPECT_EQ(vm["MemoryAssigned"], 0);
+    EXPECT_NE(vm["Status"].get<std::string>().find("The worker process exited unexpectedly"), std::string::npos);
+    // set-vm works (the VM is Off), and start-vm clears the stale files.
+    EXPECT_EQ(run({"set-vm", "web1", "--processors", "2"}).code, 0);
+    m_context.is_worker = in_process_probe();
+    ASSERT_EQ(run({"start-vm", "web1"}).code, 0);
+    EXPECT_EQ(get_json("web1")[0]["State"], "Running");
+    ASSERT_EQ(run({"stop-vm", "web1", "--turn-off"}).code, 0);
+}
+
+// A "worker" that never answers on its control socket: stop-vm sends SIGTERM, then SIGKILL.
+TEST_F(CliTest, StopVmKillsAnUnresponsiveWorker)
+{
+    new_vm("web1");
+    auto dir = m_root / "web1";
+    int listener = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    auto path = (dir / "control.sock").string();
+    ASSERT_LT(path.size(), sizeof addr.sun_path);
+    std::memcpy(addr.sun_path, path.data(), path.size());
+    ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    ASSERT_EQ(::listen(listener, 4), 0);
+
+    pid_t child = ::fork();
+    if (child == 0) {
+        ::signal(SIGTERM, SIG_IGN);
+        for (;;)
+            ::pause();
+    }
+    std::ofstream(dir / "worker.pid") << child << "\n";
+    m_context.control_timeout = 200ms;
+    m_context.is_worker = [child](pid_t pid, std::string_view) {
+        if (pid != child)
+            return false;
+        auto stat = read_small_file(fmt::format("/proc/{}/stat", pid));
+        return stat && stat->find(") Z") == std::string::npos;
+    };
+    auto stop = run({"stop-vm", "web1"});
+    EXPECT_EQ(stop.code, 0) << stop.err;
+    EXPECT_NE(stop.out.find("does not respond; sending SIGTERM"), std::string::npos) << stop.out;
+    EXPECT_NE(stop.out.find("sending SIGKILL"), std::string::npos) << stop.out;
+    int status = 0;
+    ASSERT_EQ(::waitpid(child, &status, 0), child);
+    EXPECT_TRUE(WIFSIGNALED(status));
+    EXPECT_EQ(WTERMSIG(status), SIGKILL);
+    ::close(listener);
+    auto vm = get_json("web1")[0];
+    EXPECT_EQ(vm["State"], "Off");
+    EXPECT_NE(vm["Status"].get<std::string>().find("killed by signal 9"), std::string::npos) << vm["Status"];
+    EXPECT_FALSE(std::filesystem::exists(dir / "worker.pid"));
+}
+
+TEST_F(CliTest, RunEphemeralVm)
+{
+    set_script(FakeMachineScript::stops_with(vmm::StopReason::PowerOff, ""));
+    auto ok = run({"run", "--kernel", m_kernel.string(), "--memory", "256M", "--com1", "stdio"});
+    EXPECT_EQ(ok.code, 0) << ok.err;
+    EXPECT_EQ(ok.err, "");
+    {
+        std::lock_guard guard(m_log->mutex);
+        ASSERT_TRUE(m_log->last_config);
+        EXPECT_EQ(m_log->last_config->generation, vmm::Generation::Two);
+        EXPECT_EQ(m_log->last_config->memory_bytes, 256ull << 20);
+        EXPECT_EQ(m_log->last_config->com[0].kind, vmm::SerialPortConfig::Kind::Stdio);
+    }
+    EXPECT_FALSE(std::filesystem::exists(m_root)); // nothing stored
+
+    set_script(FakeMachineScript::stops_with(vmm::StopReason::TripleFault, "rip=0"));
+    auto crash = run({"run", "--generation", "1", "--kernel", m_kernel.string()});
+    EXPECT_EQ(crash.code, 4);
+    EXPECT_EQ(crash.err, "vmgen: the guest triple-faulted: rip=0\n");
+    EXPECT_EQ(m_log->last_config->generation, vmm::Generation::One);
+
+    set_script(FakeMachineScript::stops_with(vmm::StopReason::Reset, ""));
+    EXPECT_EQ(run({"run", "--kernel", m_kernel.string(), "--on-reset", "exit"}).code, 3);
+    set_script(FakeMachineScript::stops_with(vmm::StopReason::InternalError, "x"));
+    EXPECT_EQ(run({"run", "--kernel", m_kernel.string()}).code, 5);
+
+    set_script(FakeMachineScript::fails_to_create("KVM_CREATE_VM: Operation not permitted"));
+    expect_failure({"run", "--kernel", m_kernel.string()}, "KVM_CREATE_VM: Operation not permitted");
+    set_script(FakeMachineScript::fails_to_run("vCPU 0: KVM_RUN failed"));
+    expect_failure({"run", "--kernel", m_kernel.string()}, "vCPU 0: KVM_RUN failed");
+
+    expect_failure({"run"}, "run needs --kernel FILE");
+    expect_failure({"run", "--kernel", "/no/such/kernel"}, "kernel: /no/such/kernel");
+    expect_failure({"run", "--kernel", m_kernel.string(), "--processors", "0"}, "invalid processor count 0");
+    expect_failure({"run", "--kernel", m_kernel.string(), "--memory", "100G"}, "more than the host");
+    expect_failure({"run", "--kernel", m_kernel.string(), "--com1", "serial"}, "--com1: invalid COM port");
+    expect_failure({"run", "--kernel", m_kernel.string(), "--generation"}, "option --generation needs a value");
+    expect_failure({"run", "--kernel", m_kernel.string(), "extra"}, "unexpected argument 'extra'");
+}
+
+TEST_F(CliTest, RunTurnsOffOnSignal)
+{
+    m_context.handle_signals = true;
+    set_script({});
+    // As in the real program, no thread may exist with SIGTERM unblocked: block it before starting the killer.
+    sigset_t set;
+    sigset_t previous;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    ::pthread_sigmask(SIG_BLOCK, &set, &previous);
+    auto killer = std::async(std::launch::async, [] {
+        std::this_thread::sleep_for(200ms);
+        ::kill(::getpid(), SIGTERM);
+    });
+    auto result = run({"run", "--kernel", m_kernel.string()});
+    killer.get();
+    ::pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+    EXPECT_EQ(result.code, 0) << result.err;
+    EXPECT_EQ(m_log->turn_offs, 1);
+}
+
+} // namespace
+} // namespace vmgen::mgmt

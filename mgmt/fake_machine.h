@@ -1,0 +1,77 @@
+// FakeMachine: a vmm::Machine for tests of the CLI and the worker. run() blocks until turn_off(), or until
+// press_power_button() when the fake guest obeys it, or returns a scripted outcome at once.
+#pragma once
+
+#include "mgmt/worker.h"
+#include "vmm/machine.h"
+
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <optional>
+
+namespace vmgen::mgmt {
+
+struct FakeMachineScript {
+    std::optional<vmm::RunOutcome> immediate; // run() returns this at once
+    std::optional<Error> run_error;            // run() fails with this
+    std::optional<Error> create_error;         // the factory fails with this
+    bool obeys_power_button = true;
+
+    static FakeMachineScript stops_with(vmm::StopReason reason, std::string detail = {})
+    {
+        FakeMachineScript script;
+        script.immediate = vmm::RunOutcome{reason, std::move(detail)};
+        return script;
+    }
+    static FakeMachineScript fails_to_create(std::string message)
+    {
+        FakeMachineScript script;
+        script.create_error = Error(std::move(message));
+        return script;
+    }
+    static FakeMachineScript fails_to_run(std::string message)
+    {
+        FakeMachineScript script;
+        script.run_error = Error(std::move(message));
+        return script;
+    }
+    static FakeMachineScript ignores_power_button()
+    {
+        FakeMachineScript script;
+        script.obeys_power_button = false;
+        return script;
+    }
+};
+
+// What the fake machines of a factory saw, shared with the test.
+struct FakeMachineLog {
+    std::mutex mutex;
+    int created = 0;
+    int turn_offs = 0;
+    int power_button_presses = 0;
+    std::optional<vmm::MachineConfig> last_config;
+};
+
+class FakeMachine final : public vmm::Machine {
+public:
+    FakeMachine(vmm::MachineConfig config, FakeMachineScript script, std::shared_ptr<FakeMachineLog> log);
+
+    Result<vmm::RunOutcome> run() override;
+    void turn_off() override;
+    void press_power_button() override;
+    [[nodiscard]] vmm::MachineStats stats() const override;
+    [[nodiscard]] const vmm::MachineConfig& config() const override { return m_config; }
+
+private:
+    vmm::MachineConfig m_config;
+    FakeMachineScript m_script;
+    std::shared_ptr<FakeMachineLog> m_log;
+    mutable std::mutex m_mutex;
+    std::condition_variable m_changed;
+    std::optional<vmm::StopReason> m_stop;
+};
+
+MachineFactory fake_machine_factory(FakeMachineScript script, std::shared_ptr<FakeMachineLog> log);
+
+} // namespace vmgen::mgmt

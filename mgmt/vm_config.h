@@ -1,0 +1,48 @@
+// A virtual machine's stored settings (config.json, "version": 1) and their JSON form.
+//
+// Loading is strict: a truncated file, a wrong version, a missing field or a field of the wrong type is an
+// error naming the file and the field ("config /x/config.json: field 'memory_bytes' is not a number").
+#pragma once
+
+#include "support/result.h"
+#include "vmm/machine_config.h"
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace vmgen::mgmt {
+
+constexpr int config_version = 1;
+
+struct VmConfig {
+    std::string name;
+    std::string id;      // random UUID, fixed at creation
+    std::string created; // UTC, ISO 8601 ("2024-05-01T12:00:00Z")
+    vmm::Generation generation = vmm::Generation::One;
+    uint64_t memory_bytes = 512ull << 20;
+    unsigned processors = 1;
+    std::string kernel; // absolute path or empty
+    std::string initrd; // absolute path or empty
+    std::string cmdline;
+    std::array<vmm::SerialPortConfig, 2> com{}; // COM1, COM2
+    vmm::ResetAction on_reset = vmm::ResetAction::Restart;
+};
+
+// The JSON text written to config.json (pretty-printed, trailing newline).
+std::string serialize_vm_config(const VmConfig& config);
+
+// Parses config.json text. `file` names the file in errors; `folder_name` is the VM folder's name, which
+// the stored name must match.
+Result<VmConfig> parse_vm_config(std::string_view text, std::string_view file, std::string_view folder_name);
+
+vmm::MachineConfig to_machine_config(const VmConfig& config);
+
+// A random (version 4) UUID: "xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx".
+std::string new_uuid();
+[[nodiscard]] bool is_uuid(std::string_view text);
+// The current time as UTC ISO 8601 with seconds ("2024-05-01T12:00:00Z").
+std::string utc_now_iso8601();
+
+} // namespace vmgen::mgmt

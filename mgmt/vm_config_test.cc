@@ -1,0 +1,152 @@
+#include "mgmt/vm_config.h"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+namespace vmgen::mgmt {
+namespace {
+
+using nlohmann::json;
+
+VmConfig sample()
+{
+    VmConfig config;
+    config.name = "web1";
+    config.id = new_uuid();
+    config.created = "2024-05-01T12:00:00Z";
+    config.generation = vmm::Generation::Two;
+    config.memory_bytes = 2048ull << 20;
+    config.processors = 4;
+    config.kernel = "/boot/vmlinuz";
+    config.initrd = "/boot/initrd.img";
+    config.cmdline = "console=ttyS0 quiet";
+    config.com[0] = {vmm::SerialPortConfig::Kind::File, "/tmp/com1.log"};
+    config.com[1] = {vmm::SerialPortConfig::Kind::Stdio, ""};
+    config.on_reset = vmm::ResetAction::Exit;
+    return config;
+}
+
+std::string error_of(const std::string& text, std::string_view folder = "web1")
+{
+    auto parsed = parse_vm_config(text, "/store/web1/config.json", folder);
+    return parsed ? std::string("(parsed)") : parsed.error().message();
+}
+
+std::string mutate(const std::function<void(json&)>& change)
+{
+    auto root = json::parse(serialize_vm_config(sample()));
+    change(root);
+    return root.dump();
+}
+
+TEST(VmConfig, RoundTrips)
+{
+    auto config = sample();
+    auto text = serialize_vm_config(config);
+    auto parsed = parse_vm_config(text, "config.json", "web1");
+    ASSERT_TRUE(parsed) << parsed.error().message();
+    EXPECT_EQ(parsed->name, config.name);
+    EXPECT_EQ(parsed->id, config.id);
+    EXPECT_EQ(parsed->created, config.created);
+    EXPECT_EQ(parsed->generation, config.generation);
+    EXPECT_EQ(parsed->memory_bytes, config.memory_bytes);
+    EXPECT_EQ(parsed->processors, config.processors);
+    EXPECT_EQ(parsed->kernel, config.kernel);
+    EXPECT_EQ(parsed->initrd, config.initrd);
+    EXPECT_EQ(parsed->cmdline, config.cmdline);
+    EXPECT_EQ(parsed->com[0].kind, config.com[0].kind);
+    EXPECT_EQ(parsed->com[0].path, config.com[0].path);
+    EXPECT_EQ(parsed->com[1].kind, config.com[1].kind);
+    EXPECT_EQ(parsed->on_reset, config.on_reset);
+    EXPECT_EQ(serialize_vm_config(*parsed), text);
+    EXPECT_EQ(json::parse(text)["version"], 1);
+}
+
+TEST(VmConfig, ToMachineConfig)
+{
+    auto machine = to_machine_config(sample());
+    EXPECT_EQ(machine.generation, vmm::Generation::Two);
+    EXPECT_EQ(machine.memory_bytes, 2048ull << 20);
+    EXPECT_EQ(machine.processors, 4u);
+    EXPECT_EQ(machine.kernel_path, "/boot/vmlinuz");
+    EXPECT_EQ(machine.initrd_path, "/boot/initrd.img");
+    EXPECT_EQ(machine.cmdline, "console=ttyS0 quiet");
+    EXPECT_EQ(machine.com[0].kind, vmm::SerialPortConfig::Kind::File);
+    EXPECT_EQ(machine.on_reset, vmm::ResetAction::Exit);
+}
+
+TEST(VmConfig, CorruptFilesNameTheFileAndTheProblem)
+{
+    auto full = serialize_vm_config(sample());
+    struct Case {
+        std::string text;
+        std::string expected;
+    };
+    std::vector<Case> cases = {
+        {"", "the file is empty"},
+        {full.substr(0, full.size() / 2), "not valid JSON"},
+        {"\x01\x02garbage", "not valid JSON"},
+        {"[1,2]", "the top level is an array"},
+        {mutate([](json& j) { j.erase("version"); }), "field 'version' is missing"},
+        {mutate([](json& j) { j["version"] = 2; }), "unsupported config version 2"},
+        {mutate([](json& j) { j["version"] = "1"; }), "field 'version' is not a whole number"},
+        {mutate([](json& j) { j.erase("memory_bytes"); }), "field 'memory_bytes' is missing"},
+        {mutate([](json& j) { j["memory_bytes"] = "lots"; }), "field 'memory_bytes' is not a number"},
+        {mutate([](json& j) { j["memory_bytes"] = -5; }), "field 'memory_bytes' is negative"},
+        {mutate([](json& j) { j["memory_bytes"] = 1.5; }), "field 'memory_bytes' is not a whole number"},
+        {mutate([](json& j) { j["memory_bytes"] = 3 << 20; }), "field 'memory_bytes': memory 3M is too small"},
+        {mutate([](json& j) { j["processors"] = 0; }), "field 'processors' is 0"},
+        {mutate([](json& j) { j["processors"] = 241; }), "field 'processors' is 241"},
+        {mutate([](json& j) { j["generation"] = 3; }), "field 'generation' is 3"},
+        {mutate([](json& j) { j["generation"] = nullptr; }), "field 'generation' is not a number (it is null)"},
+        {mutate([](json& j) { j["name"] = 7; }), "field 'name' is not a string"},
+        {mutate([](json& j) { j["name"] = "other"; }), "field 'name' is 'other' but the folder is 'web1'"},
+        {mutate([](json& j) { j["id"] = "nope"; }), "field 'id' is not a UUID"},
+        {mutate([](json& j) { j.erase("created"); }), "field 'created' is missing"},
+        {mutate([](json& j) { j["kernel"] = true; }), "field 'kernel' is not a string (it is a boolean)"},
+        {mutate([](json& j) { j.erase("initrd"); }), "field 'initrd' is missing"},
+        {mutate([](json& j) { j["cmdline"] = json::array(); }), "field 'cmdline' is not a string"},
+        {mutate([](json& j) { j["com_ports"] = 1; }), "field 'com_ports' is not an object"},
+        {mutate([](json& j) { j["com_ports"].erase("2"); }), "field 'com_ports.2' is missing"},
+        {mutate([](json& j) { j["com_ports"]["1"]["kind"] = "tcp"; }), "field 'com_ports.1.kind'"},
+        {mutate([](json& j) { j["com_ports"]["1"]["path"] = ""; }), "field 'com_ports.1.path' is empty"},
+        {mutate([](json& j) { j["com_ports"]["2"].erase("path"); }), "field 'com_ports.2.path' is missing"},
+        {mutate([](json& j) { j["on_reset"] = "reboot"; }), "field 'on_reset'"},
+    };
+    for (const auto& c : cases) {
+        auto message = error_of(c.text);
+        EXPECT_NE(message.find("config /store/web1/config.json: "), std::string::npos) << message;
+        EXPECT_NE(message.find(c.expected), std::string::npos) << "expected '" << c.expected << "' in: " << message;
+    }
+}
+
+TEST(VmConfig, GenerationOneProcessorLimit)
+{
+    auto text = mutate([](json& j) {
+        j["generation"] = 1;
+        j["processors"] = 65;
+    });
+    EXPECT_NE(error_of(text).find("field 'processors' is 65"), std::string::npos);
+}
+
+TEST(Uuid, RandomAndWellFormed)
+{
+    auto a = new_uuid();
+    auto b = new_uuid();
+    EXPECT_NE(a, b);
+    EXPECT_TRUE(is_uuid(a));
+    EXPECT_EQ(a[14], '4');
+    EXPECT_FALSE(is_uuid("not-a-uuid"));
+    EXPECT_FALSE(is_uuid("zzzzzzzz-zzzz-zzzz-zzzz-zzzzzzzzzzzz"));
+}
+
+TEST(Time, Iso8601)
+{
+    auto now = utc_now_iso8601();
+    EXPECT_EQ(now.size(), 20u);
+    EXPECT_EQ(now.back(), 'Z');
+    EXPECT_EQ(now[10], 'T');
+}
+
+} // namespace
+} // namespace vmgen::mgmt
