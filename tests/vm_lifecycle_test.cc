@@ -1,0 +1,134 @@
+// A stored VM's life under KVM, driven through the real vmgen binary: start-vm runs a worker in the
+// background, get-vm reports it Running, stop-vm presses the ACPI power button (the guest powers off),
+// stop-vm --turn-off pulls the power, and a killed worker shows as Off with a Status saying so.
+#include "tests/guest_runner.h"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <csignal>
+#include <cstdlib>
+#include <fstream>
+#include <thread>
+
+namespace vmgen::guest_test {
+namespace {
+
+using namespace std::chrono_literals;
+
+class VmLifecycle : public ::testing::TestWithParam<int> {
+protected:
+    void SetUp() override
+    {
+        if (!kvm_accessible())
+            GTEST_SKIP() << "/dev/kvm is not accessible";
+        ::setenv("VMGEN_HOME", m_home.path().c_str(), 1);
+        m_serial = m_home.path() + "/com1.txt";
+        auto created = vmgen({"new-vm", "vm1", "--generation", std::to_string(GetParam()), "--memory", "128M",
+                              "--kernel", guest_path("wait_power_button")});
+        ASSERT_EQ(created.exit_status, 0) << created.err;
+        auto com = vmgen({"set-vmcomport", "vm1", "--number", "1", "--path", "file:" + m_serial});
+        ASSERT_EQ(com.exit_status, 0) << com.err;
+    }
+
+    void TearDown() override
+    {
+        if (kvm_accessible())
+            vmgen({"stop-vm", "vm1", "--turn-off"});
+        ::unsetenv("VMGEN_HOME");
+    }
+
+    static ProcessResult vmgen(const std::vector<std::string>& args)
+    {
+        std::vector<std::string> argv{VMGEN_PATH};
+        argv.reserve(args.size() + 1);
+        for (const auto& a : args)
+            argv.push_back(a);
+        return run_process(argv, 60s);
+    }
+
+    static nlohmann::json get_vm()
+    {
+        auto r = vmgen({"get-vm", "vm1", "--format", "json"});
+        EXPECT_EQ(r.exit_status, 0) << r.err;
+        auto parsed = nlohmann::json::parse(r.out, nullptr, false);
+        if (!parsed.is_array() || parsed.empty())
+            return nlohmann::json::object();
+        return parsed[0];
+    }
+
+    // Waits until the guest has printed `line` on COM1.
+    bool wait_for_serial(std::string_view line, std::chrono::seconds timeout = 30s) const
+    {
+        auto deadline = std::chrono::steady_clock::now() + timeout;
+        while (std::chrono::steady_clock::now() < deadline) {
+            if (has_line(guest_lines(read_text_file(m_serial)), line))
+                return true;
+            std::this_thread::sleep_for(20ms);
+        }
+        return false;
+    }
+
+    TempDir m_home;
+    std::string m_serial;
+};
+
+TEST_P(VmLifecycle, StopVmPressesThePowerButton)
+{
+    auto started = vmgen({"start-vm", "vm1"});
+    ASSERT_EQ(started.exit_status, 0) << started.err;
+    ASSERT_TRUE(wait_for_serial("waiting for the power button")) << read_text_file(m_serial);
+
+    auto vm = get_vm();
+    EXPECT_EQ(vm.value("State", ""), "Running") << vm.dump();
+    EXPECT_EQ(vm.value("MemoryAssigned", 0ull), 128ull << 20) << vm.dump();
+    EXPECT_EQ(vm.value("Status", ""), "Operating normally") << vm.dump();
+    EXPECT_EQ(vm.value("VirtualSystemSubType", ""), "Microsoft:Hyper-V:SubType:" + std::to_string(GetParam()));
+
+    auto again = vmgen({"start-vm", "vm1"});
+    EXPECT_NE(again.exit_status, 0) << "a running VM must not start twice";
+
+    auto stopped = vmgen({"stop-vm", "vm1", "--timeout", "30"});
+    EXPECT_EQ(stopped.exit_status, 0) << stopped.err;
+    EXPECT_TRUE(has_line(guest_lines(read_text_file(m_serial)), "power button pressed"))
+        << read_text_file(m_serial);
+    vm = get_vm();
+    EXPECT_EQ(vm.value("State", ""), "Off") << vm.dump();
+    EXPECT_EQ(vm.value("MemoryAssigned", 1ull), 0ull) << vm.dump();
+}
+
+TEST_P(VmLifecycle, TurnOffPullsThePower)
+{
+    ASSERT_EQ(vmgen({"start-vm", "vm1"}).exit_status, 0);
+    ASSERT_TRUE(wait_for_serial("waiting for the power button"));
+    auto stopped = vmgen({"stop-vm", "vm1", "--turn-off"});
+    EXPECT_EQ(stopped.exit_status, 0) << stopped.err;
+    EXPECT_FALSE(has_line(guest_lines(read_text_file(m_serial)), "power button pressed"));
+    auto vm = get_vm();
+    EXPECT_EQ(vm.value("State", ""), "Off") << vm.dump();
+}
+
+TEST_P(VmLifecycle, KilledWorkerShowsOffWithAReason)
+{
+    ASSERT_EQ(vmgen({"start-vm", "vm1"}).exit_status, 0);
+    ASSERT_TRUE(wait_for_serial("waiting for the power button"));
+    auto pid_text = read_text_file(m_home.path() + "/vm1/worker.pid");
+    int pid = std::atoi(pid_text.c_str());
+    ASSERT_GT(pid, 1) << pid_text;
+    ASSERT_EQ(::kill(pid, SIGKILL), 0);
+    // The worker is not our child: wait until it is gone.
+    for (int i = 0; i < 500 && ::kill(pid, 0) == 0; ++i)
+        std::this_thread::sleep_for(10ms);
+    auto vm = get_vm();
+    EXPECT_EQ(vm.value("State", ""), "Off") << vm.dump();
+    EXPECT_NE(vm.value("Status", "").find("unexpectedly"), std::string::npos) << vm.dump();
+    // And it can start again.
+    ASSERT_EQ(vmgen({"start-vm", "vm1"}).exit_status, 0);
+    EXPECT_EQ(get_vm().value("State", ""), "Running");
+}
+
+INSTANTIATE_TEST_SUITE_P(Generations, VmLifecycle, ::testing::Values(1, 2),
+                         [](const auto& param_info) { return "Gen" + std::to_string(param_info.param); });
+
+} // namespace
+} // namespace vmgen::guest_test
