@@ -1,4 +1,5 @@
 #include "vm/devices/acpi_pm/acpi_pm.h"
+#include "vm/io/recording_line.h"
 
 #include <gtest/gtest.h>
 
@@ -8,11 +9,7 @@
 namespace vmgen::vm {
 namespace {
 
-class FakeLine final : public LineInterrupt {
-public:
-    void set_level(bool high) override { levels.push_back(high); }
-    std::vector<bool> levels;
-};
+using FakeLine = RecordingLine;
 
 class AcpiPmTest : public ::testing::Test {
 protected:
@@ -84,13 +81,13 @@ TEST_F(AcpiPmTest, PowerButtonStatusEnableAndSci)
     // Pressed while disabled: status only.
     pm.press_power_button();
     EXPECT_EQ(rd(AcpiPm::pm1a_evt_offset, 2), AcpiPm::pwrbtn_sts);
-    EXPECT_TRUE(sci.levels.empty());
+    EXPECT_TRUE(sci.levels().empty());
     EXPECT_FALSE(pm.sci_level());
 
     // Enabling with status pending raises the SCI.
     wr(AcpiPm::pm1a_evt_offset + 2, 2, AcpiPm::pwrbtn_en);
     EXPECT_EQ(rd(AcpiPm::pm1a_evt_offset + 2, 2), AcpiPm::pwrbtn_en);
-    ASSERT_EQ(sci.levels, std::vector<bool> { true });
+    ASSERT_EQ(sci.levels(), std::vector<bool> { true });
     EXPECT_TRUE(pm.sci_level());
 
     // Writing 0 leaves the status; writing 1 clears it and lowers the SCI.
@@ -98,15 +95,15 @@ TEST_F(AcpiPmTest, PowerButtonStatusEnableAndSci)
     EXPECT_EQ(rd(AcpiPm::pm1a_evt_offset, 2), AcpiPm::pwrbtn_sts);
     wr(AcpiPm::pm1a_evt_offset, 2, AcpiPm::pwrbtn_sts);
     EXPECT_EQ(rd(AcpiPm::pm1a_evt_offset, 2), 0u);
-    EXPECT_EQ(sci.levels, (std::vector<bool> { true, false }));
+    EXPECT_EQ(sci.levels(), (std::vector<bool> { true, false }));
 
     // Pressed while enabled: SCI at once; a second press does not toggle the line again.
     pm.press_power_button();
     pm.press_power_button();
-    EXPECT_EQ(sci.levels, (std::vector<bool> { true, false, true }));
+    EXPECT_EQ(sci.levels(), (std::vector<bool> { true, false, true }));
     // Disabling lowers the line but keeps the status.
     wr(AcpiPm::pm1a_evt_offset + 2, 2, 0);
-    EXPECT_EQ(sci.levels, (std::vector<bool> { true, false, true, false }));
+    EXPECT_EQ(sci.levels(), (std::vector<bool> { true, false, true, false }));
     EXPECT_EQ(rd(AcpiPm::pm1a_evt_offset, 2), AcpiPm::pwrbtn_sts);
 }
 
@@ -133,13 +130,13 @@ TEST_F(AcpiPmTest, TimerStatusWhenBit31TogglesAndSciIfEnabled)
     // 2^31 ticks take about 599.93 s.
     now_ns += 599'000'000'000;
     EXPECT_EQ(rd(AcpiPm::pm1a_evt_offset, 2), 0u);
-    EXPECT_TRUE(sci.levels.empty());
+    EXPECT_TRUE(sci.levels().empty());
     now_ns += 1'000'000'000;
     EXPECT_EQ(rd(AcpiPm::pm1a_evt_offset, 2), AcpiPm::tmr_sts);
-    EXPECT_EQ(sci.levels, std::vector<bool> { true });
+    EXPECT_EQ(sci.levels(), std::vector<bool> { true });
     wr(AcpiPm::pm1a_evt_offset, 2, AcpiPm::tmr_sts);
     EXPECT_EQ(rd(AcpiPm::pm1a_evt_offset, 2), 0u);
-    EXPECT_EQ(sci.levels, (std::vector<bool> { true, false }));
+    EXPECT_EQ(sci.levels(), (std::vector<bool> { true, false }));
     // Bit 31 toggles back (1 -> 0) at 2^32 ticks.
     now_ns += 600'000'000'000;
     EXPECT_EQ(rd(AcpiPm::pm1a_evt_offset, 2), AcpiPm::tmr_sts);

@@ -1,4 +1,5 @@
 #include "vm/devices/cmos_rtc/cmos_rtc.h"
+#include "vm/io/recording_line.h"
 
 #include <gtest/gtest.h>
 
@@ -10,28 +11,7 @@
 namespace vmgen::vm {
 namespace {
 
-class FakeLine final : public LineInterrupt {
-public:
-    void set_level(bool high) override
-    {
-        std::lock_guard lock(m_lock);
-        m_levels.push_back(high);
-    }
-    std::vector<bool> levels() const
-    {
-        std::lock_guard lock(m_lock);
-        return m_levels;
-    }
-    bool high() const
-    {
-        std::lock_guard lock(m_lock);
-        return !m_levels.empty() && m_levels.back();
-    }
-
-private:
-    mutable std::mutex m_lock;
-    std::vector<bool> m_levels;
-};
+using FakeLine = RecordingLine;
 
 constexpr int64_t ns_per_s = 1'000'000'000;
 // 2024-03-09 (a Saturday) 15:42:07 UTC.

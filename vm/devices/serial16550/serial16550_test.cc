@@ -1,4 +1,5 @@
 #include "vm/devices/serial16550/serial16550.h"
+#include "vm/io/recording_line.h"
 
 #include "vm/devices/serial16550/backends.h"
 
@@ -22,33 +23,7 @@ namespace {
 
 using S = Serial16550;
 
-class FakeLine final : public LineInterrupt {
-public:
-    void set_level(bool high) override
-    {
-        std::lock_guard lock(m_lock);
-        m_levels.push_back(high);
-    }
-    std::vector<bool> levels() const
-    {
-        std::lock_guard lock(m_lock);
-        return m_levels;
-    }
-    bool high() const
-    {
-        std::lock_guard lock(m_lock);
-        return !m_levels.empty() && m_levels.back();
-    }
-    void clear()
-    {
-        std::lock_guard lock(m_lock);
-        m_levels.clear();
-    }
-
-private:
-    mutable std::mutex m_lock;
-    std::vector<bool> m_levels;
-};
+using FakeLine = RecordingLine;
 
 class RecordingBackend final : public SerialBackend {
 public:
