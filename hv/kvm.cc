@@ -175,22 +175,6 @@ Result<std::unique_ptr<Vm>> Kvm::create_vm(const VmOptions& options) const
         if (::ioctl(fd.get(), KVM_SET_IDENTITY_MAP_ADDR, &identity) < 0)
             log_debug("hv", "KVM_SET_IDENTITY_MAP_ADDR: {}", std::strerror(errno));
     }
-    if (options.irqchip == IrqchipMode::Kernel) {
-        if (::ioctl(fd.get(), KVM_CREATE_IRQCHIP, 0) < 0)
-            return errno_failure("KVM_CREATE_IRQCHIP");
-        if (options.pit) {
-            kvm_pit_config pit{};
-            pit.flags = KVM_PIT_SPEAKER_DUMMY;
-            if (::ioctl(fd.get(), KVM_CREATE_PIT2, &pit) < 0)
-                return errno_failure("KVM_CREATE_PIT2");
-        }
-    } else {
-        kvm_enable_cap cap{};
-        cap.cap = KVM_CAP_SPLIT_IRQCHIP;
-        cap.args[0] = options.ioapic_pins;
-        if (::ioctl(fd.get(), KVM_ENABLE_CAP, &cap) < 0)
-            return errno_failure("enabling KVM_CAP_SPLIT_IRQCHIP");
-    }
     if (options.user_space_msr) {
         if (::ioctl(fd.get(), KVM_CHECK_EXTENSION, KVM_CAP_X86_USER_SPACE_MSR) <= 0)
             return fail("KVM lacks KVM_CAP_X86_USER_SPACE_MSR");
@@ -206,6 +190,27 @@ Result<std::unique_ptr<Vm>> Kvm::create_vm(const VmOptions& options) const
 // ---- Vm ----
 
 Vm::~Vm() = default;
+
+Result<void> Vm::create_irqchip()
+{
+    if (m_options.irqchip == IrqchipMode::Kernel) {
+        if (::ioctl(m_fd.get(), KVM_CREATE_IRQCHIP, 0) < 0)
+            return errno_failure("KVM_CREATE_IRQCHIP");
+        if (m_options.pit) {
+            kvm_pit_config pit{};
+            pit.flags = KVM_PIT_SPEAKER_DUMMY;
+            if (::ioctl(m_fd.get(), KVM_CREATE_PIT2, &pit) < 0)
+                return errno_failure("KVM_CREATE_PIT2");
+        }
+    } else {
+        kvm_enable_cap cap{};
+        cap.cap = KVM_CAP_SPLIT_IRQCHIP;
+        cap.args[0] = m_options.ioapic_pins;
+        if (::ioctl(m_fd.get(), KVM_ENABLE_CAP, &cap) < 0)
+            return errno_failure("enabling KVM_CAP_SPLIT_IRQCHIP");
+    }
+    return {};
+}
 
 Result<void> Vm::map_memory(uint32_t slot, uint64_t gpa, uint64_t size, void* host)
 {

@@ -3,6 +3,7 @@
 //   auto kvm = TRY(hv::Kvm::open());
 //   auto vm = TRY(kvm.create_vm({.irqchip = hv::IrqchipMode::Split}));
 //   TRY(vm->map_memory(0, gpa, size, host));
+//   TRY(vm->create_irqchip());
 //   auto vcpu = TRY(vm->create_vcpu(0));
 //   auto exit = TRY(vcpu->run());
 //
@@ -81,6 +82,10 @@ public:
     ~Vm();
 
     Result<void> map_memory(uint32_t slot, uint64_t gpa, uint64_t size, void* host);
+    // Creates the interrupt controllers of VmOptions::irqchip (and the PIT). Call after map_memory():
+    // memory slots registered while an in-kernel irqchip exists cost KVM milliseconds each; before the
+    // first vCPU is created.
+    Result<void> create_irqchip();
     Result<std::unique_ptr<Vcpu>> create_vcpu(uint32_t id);
 
     // Kernel irqchip: drives a GSI line (PIC + I/O APIC input).

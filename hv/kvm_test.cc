@@ -40,6 +40,7 @@ protected:
         auto vm = m_kvm->create_vm(VmOptions{.irqchip = mode, .pit = false, .ioapic_pins = 24});
         EXPECT_TRUE(vm) << vm.error().message();
         EXPECT_TRUE((*vm)->map_memory(0, 0, ram_size, m_ram));
+        EXPECT_TRUE((*vm)->create_irqchip());
         auto vcpu = (*vm)->create_vcpu(0);
         EXPECT_TRUE(vcpu) << vcpu.error().message();
         auto sregs = (*vcpu)->special_registers();

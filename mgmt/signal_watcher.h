@@ -7,7 +7,6 @@
 
 #include <signal.h>
 
-#include <atomic>
 #include <functional>
 #include <thread>
 
@@ -23,7 +22,8 @@ public:
 private:
     std::function<void(int)> m_on_signal;
     sigset_t m_previous{};
-    std::atomic<bool> m_stop{false};
+    int m_signal_fd = -1; // signalfd for SIGINT and SIGTERM
+    int m_stop_fd = -1;   // eventfd: the destructor wakes the thread through it
     std::thread m_thread;
 };
 

@@ -190,6 +190,44 @@ TEST_P(GuestBoot, Ring3Loop)
     EXPECT_TRUE(has_line(run.lines, "ring3 iterations=100000000 ok")) << run.what();
 }
 
+// Device interrupts through the I/O APIC to the bootstrap processor (tests/guests/interrupts): the RTC's
+// periodic interrupt edge-triggered (one interrupt per edge, none while the line stays high), COM1's
+// THR-empty interrupt level-triggered (one per arming, no storm after the EOI, delivered again when
+// EOI'd with the line still high). Generation 1: KVM's in-kernel I/O APIC; generation 2: vmgen's I/O APIC
+// with KVM's split irqchip, where the EOIs come back from KVM through the mirrored MSI routes.
+void expect_interrupts_reach_the_bsp(int generation, const VmgenRun& run)
+{
+    expect_passed_and_powered_off(run);
+    EXPECT_LT(run.process.seconds, 5.0) << run.what();
+    EXPECT_TRUE(find_line(run.lines, "irq setup ").starts_with("irq setup apic_id=0 ")) << run.what();
+    std::string ioapic = find_line(run.lines, "irq ioapic base=");
+    EXPECT_TRUE(ioapic.starts_with("irq ioapic base=0xfec00000 ")) << run.what();
+    EXPECT_TRUE(ioapic.ends_with(" max_entry=23")) << run.what();
+    if (generation == 2) {
+        EXPECT_EQ(ioapic, "irq ioapic base=0xfec00000 version=0x20 max_entry=23") << run.what();
+    }
+    EXPECT_TRUE(has_line(run.lines, "irq ioapic readback ok")) << run.what();
+    EXPECT_TRUE(has_line(run.lines, "irq rtc edge count=5")) << run.what();
+    EXPECT_TRUE(has_line(run.lines, "irq rtc edge held count=1 released count=2")) << run.what();
+    EXPECT_TRUE(has_line(run.lines, "irq com1 level count=8 expected=8")) << run.what();
+    EXPECT_TRUE(find_line(run.lines, "irq com1 level redelivered ").starts_with("irq com1 level redelivered acked=1 deferred=1 "))
+        << run.what();
+    EXPECT_EQ(find_line(run.lines, "check failed"), "") << run.what();
+}
+
+TEST_P(GuestBoot, InterruptsReachTheProcessor)
+{
+    VmgenRun run = run_vmgen(generation(), "interrupts");
+    expect_interrupts_reach_the_bsp(generation(), run);
+}
+
+TEST_P(GuestBoot, InterruptsReachTheBspWithTwoProcessors)
+{
+    VmgenRun run = run_vmgen(generation(), "interrupts", {.processors = 2});
+    expect_interrupts_reach_the_bsp(generation(), run);
+    EXPECT_TRUE(has_line(run.lines, "cpus online 2/2")) << run.what();
+}
+
 // The line's index in lines, or -1.
 int line_index(const std::vector<std::string>& lines, std::string_view line)
 {

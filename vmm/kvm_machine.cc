@@ -113,6 +113,7 @@ Result<void> KvmMachine::build_boot()
     uint32_t slot = 0;
     for (const auto& region : boot.memory->regions())
         TRY(boot.vm->map_memory(slot++, region.gpa, region.size, region.host));
+    TRY(boot.vm->create_irqchip());
 
     if (!gen1) {
         boot.ioapic = std::make_shared<vm::IoApic>(
@@ -126,7 +127,8 @@ Result<void> KvmMachine::build_boot()
                           "building ACPI tables");
     TRY(boot.memory->write(layout::acpi_tables, tables.blob));
 
-    BootSpec spec{m_config.kernel_path, m_config.initrd_path, m_config.cmdline, tables.rsdp_gpa};
+    BootSpec spec{m_config.kernel_path, m_config.initrd_path, m_config.cmdline, tables.rsdp_gpa,
+                  /*ram_is_zero=*/true}; // every boot maps fresh RAM
     auto entry = TRY(load_kernel(*boot.memory, spec));
 
     for (uint32_t id = 0; id < m_config.processors; ++id) {

@@ -137,8 +137,9 @@ Result<EntryState> load_pvh(const vm::GuestMemory& memory, std::span<const uint8
             continue;
         TRY_CTX(memory.write(s.paddr, elf.subspan(s.offset, s.filesz)), "writing {} segment at {:#x}", name,
                 s.paddr);
-        TRY_CTX(memory.fill(s.paddr + s.filesz, 0, s.memsz - s.filesz), "clearing {} segment at {:#x}", name,
-                s.paddr);
+        if (!spec.ram_is_zero)
+            TRY_CTX(memory.fill(s.paddr + s.filesz, 0, s.memsz - s.filesz), "clearing {} segment at {:#x}", name,
+                    s.paddr);
     }
 
     uint64_t initrd_addr = 0;

@@ -116,6 +116,21 @@ TEST_F(PvhLoader, LoadsElf64WithStartInfo)
     EXPECT_EQ(cmdline.back(), 0);
 }
 
+TEST_F(PvhLoader, FreshRamIsNotClearedAgain)
+{
+    // With ram_is_zero the loader leaves the bss alone (fresh RAM is already zero; clearing it would
+    // allocate host pages): the dirt this fixture put there stays.
+    auto s = spec();
+    s.ram_is_zero = true;
+    auto state = load_pvh(memory(), make_pvh_elf(), {}, s);
+    ASSERT_TRUE(state) << state.error().message();
+    auto bytes = read(2 * mib, 8192);
+    EXPECT_EQ(bytes[0], payload_byte(0));
+    EXPECT_EQ(bytes[4095], payload_byte(4095));
+    EXPECT_EQ(bytes[4096], 0xaa);
+    EXPECT_EQ(bytes[8191], 0xaa);
+}
+
 TEST_F(PvhLoader, LoadsElf32WithoutInitrd)
 {
     PvhElfOptions o;

@@ -158,7 +158,15 @@ Madt parse_madt(const uint8_t* madt)
             if (m.ioapic_count < madt_max_ioapics) {
                 m.ioapic_ids[m.ioapic_count] = e[2];
                 m.ioapic_addresses[m.ioapic_count] = load32(e + 4);
+                m.ioapic_gsi_bases[m.ioapic_count] = load32(e + 8);
                 ++m.ioapic_count;
+            }
+        } else if (type == 2 && elen >= 10) { // interrupt source override
+            if (e[2] == 0 && m.override_count < madt_max_overrides) {
+                m.override_sources[m.override_count] = e[3];
+                m.override_gsis[m.override_count] = load32(e + 4);
+                m.override_flags[m.override_count] = load16(e + 8);
+                ++m.override_count;
             }
         }
         off += elen;
@@ -196,6 +204,23 @@ Fadt parse_fadt(const uint8_t* fadt)
         f.sleep_control_address = load64(fadt + 248);
     }
     return f;
+}
+
+IsaRoute isa_route(const Madt& madt, unsigned irq)
+{
+    IsaRoute r;
+    r.gsi = irq;
+    for (unsigned i = 0; i < madt.override_count; ++i) {
+        if (madt.override_sources[i] != irq)
+            continue;
+        uint16_t flags = madt.override_flags[i];
+        r.gsi = madt.override_gsis[i];
+        r.level = (flags & mps_trigger_mask) == mps_trigger_level;
+        r.active_low = (flags & mps_polarity_mask) == mps_polarity_low;
+        r.overridden = true;
+        break;
+    }
+    return r;
 }
 
 int s5_slp_typ(const uint8_t* dsdt)

@@ -11,6 +11,23 @@ namespace kit {
 inline constexpr unsigned acpi_max_tables = 64;
 inline constexpr unsigned madt_max_lapics = 256;
 inline constexpr unsigned madt_max_ioapics = 16;
+inline constexpr unsigned madt_max_overrides = 16;
+
+// MPS INTI flags of a MADT interrupt source override (ACPI 6.5, 5.2.12.5).
+inline constexpr uint16_t mps_polarity_mask = 0x3; // 0 bus default, 1 active high, 3 active low
+inline constexpr uint16_t mps_polarity_high = 0x1;
+inline constexpr uint16_t mps_polarity_low = 0x3;
+inline constexpr uint16_t mps_trigger_mask = 0xc; // 0 bus default, 4 edge, 0xc level
+inline constexpr uint16_t mps_trigger_edge = 0x4;
+inline constexpr uint16_t mps_trigger_level = 0xc;
+
+// An ISA IRQ as the I/O APIC sees it: its GSI, and whether it is level-triggered / active low.
+struct IsaRoute {
+    uint32_t gsi = 0;
+    bool level = false;
+    bool active_low = false;
+    bool overridden = false; // a MADT interrupt source override named this IRQ
+};
 
 struct Acpi {
     bool loaded = false;        // load_acpi() has run
@@ -37,6 +54,11 @@ struct Madt {
     unsigned ioapic_count = 0;
     uint32_t ioapic_ids[madt_max_ioapics] = {};
     uint32_t ioapic_addresses[madt_max_ioapics] = {};
+    uint32_t ioapic_gsi_bases[madt_max_ioapics] = {};
+    unsigned override_count = 0; // interrupt source overrides (bus 0, ISA)
+    uint8_t override_sources[madt_max_overrides] = {};
+    uint32_t override_gsis[madt_max_overrides] = {};
+    uint16_t override_flags[madt_max_overrides] = {};
 };
 
 struct Fadt {
@@ -68,6 +90,9 @@ void set_rsdp_hint(uint64_t paddr);
 const Acpi& acpi();
 Madt parse_madt(const uint8_t* madt);
 Fadt parse_fadt(const uint8_t* fadt);
+// Where ISA IRQ `irq` arrives at the I/O APICs: the MADT's interrupt source override for it, else GSI
+// `irq`, edge-triggered, active high (the ISA defaults).
+IsaRoute isa_route(const Madt& madt, unsigned irq);
 // SLP_TYPa from the DSDT's \_S5_ package, or -1 when not found.
 int s5_slp_typ(const uint8_t* dsdt);
 // True if the bytes of s (length n) occur in the table.

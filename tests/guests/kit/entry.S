@@ -219,6 +219,50 @@ kit_exception_stubs:
     .quad exc_\v
     .endr
 
+/* ---- interrupt stubs, vectors 32-255, KIT_INTERRUPT_STUB_SIZE bytes each: push the vector, then
+ *      kit_interrupt(vector) with the caller-saved registers kept. Ring 0 only (kernel data segments). */
+    .section .text
+    .balign KIT_INTERRUPT_STUB_SIZE
+    .globl kit_interrupt_stubs
+kit_interrupt_stubs:
+    .set vec, 32
+    .rept 224
+    .balign KIT_INTERRUPT_STUB_SIZE
+    pushq $vec
+    jmp interrupt_common
+    .set vec, vec + 1
+    .endr
+
+interrupt_common:
+    push %rax
+    push %rcx
+    push %rdx
+    push %rsi
+    push %rdi
+    push %r8
+    push %r9
+    push %r10
+    push %r11
+    push %rbp
+    mov %rsp, %rbp
+    mov 80(%rsp), %rdi          /* the vector the stub pushed */
+    and $-16, %rsp
+    cld
+    call kit_interrupt
+    mov %rbp, %rsp
+    pop %rbp
+    pop %r11
+    pop %r10
+    pop %r9
+    pop %r8
+    pop %rdi
+    pop %rsi
+    pop %rdx
+    pop %rcx
+    pop %rax
+    add $8, %rsp                /* the vector */
+    iretq
+
 /* ---- ring 3: kit_run_in_ring3(fn, arg) runs fn(arg) at CPL 3 with IOPL 3; fn's return traps back
  *      through vector KIT_RING3_RETURN_VECTOR (or #UD where the hypervisor refuses `int n` in ring 3),
  *      which resumes the caller of kit_run_in_ring3 on its own stack. ---- */

@@ -14,6 +14,7 @@
 #pragma once
 
 #include "kit/acpi.h"
+#include "kit/apic.h"
 #include "kit/cpu.h"
 #include "kit/serial.h"
 #include "kit/smp.h"

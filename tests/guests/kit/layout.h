@@ -10,6 +10,7 @@
 
 #define KIT_TRAMPOLINE_BASE 0x8000 /* SIPI vector 0x08 */
 #define KIT_RING3_RETURN_VECTOR 0x80
+#define KIT_INTERRUPT_STUB_SIZE 16 /* entry.S: one stub per vector 32-255 */
 
 #define KIT_MAX_CPUS 256
 #define KIT_BSP_STACK_SIZE 0x10000

@@ -43,6 +43,7 @@ struct [[gnu::packed]] DescriptorPointer {
 };
 
 alignas(16) IdtEntry idt[256];
+kit::InterruptHandler interrupt_handlers[256];
 
 void set_gate(unsigned vector, uint64_t handler, unsigned dpl)
 {
@@ -62,6 +63,7 @@ extern "C" {
 alignas(16) TssWithIoBitmap kit_tss = {{}, {}, 0xff};
 extern uint64_t kit_gdt[];
 extern const uint64_t kit_exception_stubs[32];
+extern const uint8_t kit_interrupt_stubs[]; // one KIT_INTERRUPT_STUB_SIZE stub per vector from 32
 void kit_ring3_return();
 void kit_run_in_ring3(void (*fn)(void*), void* arg);
 
@@ -76,6 +78,19 @@ void kit_run_in_ring3(void (*fn)(void*), void* arg);
         kit::line("page fault address=0x%lx", cr2);
     }
     kit::line("result FAIL exception %lu at 0x%lx", frame[0], frame[2]);
+    kit::power_off();
+}
+
+// Called by the interrupt stubs (entry.S) with the vector, on the interrupted stack, caller-saved
+// registers preserved by the stub.
+void kit_interrupt(uint64_t vector)
+{
+    kit::InterruptHandler h = __atomic_load_n(&interrupt_handlers[vector & 0xff], __ATOMIC_ACQUIRE);
+    if (h) {
+        h(static_cast<unsigned>(vector));
+        return;
+    }
+    kit::line("result FAIL interrupt vector %lu without a handler", vector);
     kit::power_off();
 }
 }
@@ -102,6 +117,22 @@ void traps_init()
                            (((limit >> 16) & 0xf) << 48) | (((base >> 24) & 0xff) << 56);
     kit_gdt[KIT_TSS / 8 + 1] = base >> 32;
     asm volatile("ltr %w0" : : "r"(KIT_TSS));
+}
+
+bool set_interrupt_handler(unsigned vector, InterruptHandler handler)
+{
+    if (vector < first_interrupt_vector || vector > 255 || vector == KIT_RING3_RETURN_VECTOR)
+        return false;
+    __atomic_store_n(&interrupt_handlers[vector], handler, __ATOMIC_RELEASE);
+    if (handler) {
+        set_gate(vector,
+                 reinterpret_cast<uint64_t>(kit_interrupt_stubs) +
+                     (vector - first_interrupt_vector) * KIT_INTERRUPT_STUB_SIZE,
+                 0);
+    } else {
+        idt[vector] = IdtEntry{};
+    }
+    return true;
 }
 
 void run_in_ring3(void (*fn)(void*), void* arg) { kit_run_in_ring3(fn, arg); }
