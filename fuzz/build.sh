@@ -15,8 +15,9 @@ common=(-std=gnu++2b -g -O1 -fno-omit-frame-pointer -I"$root"
         -Wall -Wextra -Wpedantic -Wshadow -Wconversion -Wsign-conversion -Wold-style-cast -Werror)
 sanitize=(-fsanitize=address,undefined -fno-sanitize-recover=undefined)
 
-# Project sources under test: support, guest memory, the boot loaders (not their tests).
-sources=("$root/support/log.cc" "$root/vm/memory/guest_memory.cc")
+# Project sources under test: support, guest memory, the boot loaders (not their tests), the VM config parser.
+sources=("$root/support/log.cc" "$root/vm/memory/guest_memory.cc" "$root/mgmt/vm_config.cc"
+         "$root/mgmt/vm_settings.cc")
 for f in "$root"/vmm/boot/*.cc; do
     case "$f" in
     *_test.cc | */synthetic_kernels.cc) ;;
