@@ -173,7 +173,7 @@ Result<std::unique_ptr<Vm>> Kvm::create_vm(const VmOptions& options) const
             return errno_failure("KVM_SET_TSS_ADDR");
         uint64_t identity = 0xfffbc000;
         if (::ioctl(fd.get(), KVM_SET_IDENTITY_MAP_ADDR, &identity) < 0)
-            log_debug("hv", "KVM_SET_IDENTITY_MAP_ADDR: {}", std::strerror(errno));
+            log_debug("hv", "KVM_SET_IDENTITY_MAP_ADDR: {}", errno_text(errno));
     }
     if (options.user_space_msr) {
         if (::ioctl(fd.get(), KVM_CHECK_EXTENSION, KVM_CAP_X86_USER_SPACE_MSR) <= 0)

@@ -140,7 +140,7 @@ void ControlServer::serve()
         auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next_tick - std::chrono::steady_clock::now());
         int ready = ::poll(fds, 2, static_cast<int>(std::max<int64_t>(wait.count(), 0)));
         if (ready < 0 && errno != EINTR) {
-            log_error("control", "poll: {}", std::strerror(errno));
+            log_error("control", "poll: {}", errno_text(errno));
             return;
         }
         if (std::chrono::steady_clock::now() >= next_tick) {

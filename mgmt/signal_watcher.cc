@@ -1,4 +1,5 @@
 #include "mgmt/signal_watcher.h"
+#include "support/errno_error.h"
 
 #include "support/log.h"
 
@@ -35,7 +36,7 @@ SignalWatcher::SignalWatcher(std::function<void(int)> on_signal) : m_on_signal(s
     m_signal_fd = ::signalfd(-1, &set, SFD_CLOEXEC);
     m_stop_fd = ::eventfd(0, EFD_CLOEXEC);
     if (m_signal_fd < 0 || m_stop_fd < 0) {
-        log_error("signals", "cannot watch SIGINT/SIGTERM: {}", std::strerror(errno));
+        log_error("signals", "cannot watch SIGINT/SIGTERM: {}", errno_text(errno));
         return;
     }
     m_thread = std::thread([this] {

@@ -1,4 +1,5 @@
 #include "mgmt/vm_settings.h"
+#include "support/errno_error.h"
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -167,11 +168,11 @@ Result<std::string> resolve_input_file(std::string_view path)
     std::string p(path);
     struct stat st {};
     if (::stat(p.c_str(), &st) != 0)
-        return fail("{}: {}", p, std::strerror(errno));
+        return fail("{}: {}", p, errno_text(errno));
     if (!S_ISREG(st.st_mode))
         return fail("{}: not a regular file", p);
     if (::access(p.c_str(), R_OK) != 0)
-        return fail("{}: {}", p, std::strerror(errno));
+        return fail("{}: {}", p, errno_text(errno));
     return absolute_path(path);
 }
 

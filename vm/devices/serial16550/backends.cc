@@ -24,12 +24,6 @@ namespace vmgen::vm {
 
 namespace {
 
-// strerror() is not thread safe; the error category's message is.
-std::string errno_text(int err)
-{
-    return std::generic_category().message(err);
-}
-
 // Writes all of `bytes` to `fd`; returns false (errno set) on an error other than EINTR.
 bool write_all(int fd, std::span<const uint8_t> bytes)
 {
