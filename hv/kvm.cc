@@ -5,6 +5,7 @@
 
 #include <linux/kvm.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstring>
 #include <fcntl.h>
@@ -271,6 +272,36 @@ Result<void> Vm::set_msi_routes(std::span<const MsiRoute> routes)
     if (retrying_ioctl(m_fd.get(), ioctl_set_gsi_routing, table.data()) < 0)
         return errno_failure("KVM_SET_GSI_ROUTING");
     return {};
+}
+
+Result<void> Vm::set_userspace_msr_ranges(std::span<const MsrRange> ranges)
+{
+    if (ranges.size() > KVM_MSR_FILTER_MAX_RANGES)
+        return fail("at most {} MSR filter ranges", KVM_MSR_FILTER_MAX_RANGES);
+    // One all-zero bitmap (0 = deny to KVM, i.e. exit to userspace) large enough for the biggest range.
+    uint32_t largest = 0;
+    for (const auto& r : ranges)
+        largest = std::max(largest, r.count);
+    std::vector<uint8_t> deny((largest + 7) / 8, 0);
+    kvm_msr_filter filter{};
+    filter.flags = KVM_MSR_FILTER_DEFAULT_ALLOW;
+    for (size_t i = 0; i < ranges.size(); ++i) {
+        filter.ranges[i].flags = KVM_MSR_FILTER_READ | KVM_MSR_FILTER_WRITE;
+        filter.ranges[i].nmsrs = ranges[i].count;
+        filter.ranges[i].base = ranges[i].base;
+        filter.ranges[i].bitmap = deny.data();
+    }
+    if (retrying_ioctl(m_fd.get(), KVM_X86_SET_MSR_FILTER, &filter) < 0)
+        return errno_failure("KVM_X86_SET_MSR_FILTER");
+    return {};
+}
+
+Result<uint32_t> Vm::tsc_khz(const Vcpu& vcpu) const
+{
+    int khz = ::ioctl(vcpu.m_fd.get(), KVM_GET_TSC_KHZ, 0);
+    if (khz <= 0)
+        return errno_failure("KVM_GET_TSC_KHZ");
+    return static_cast<uint32_t>(khz);
 }
 
 // ---- Vcpu ----

@@ -101,6 +101,17 @@ public:
     };
     Result<void> set_msi_routes(std::span<const MsiRoute> routes);
 
+    // MSR ranges KVM must not handle itself: every RDMSR/WRMSR in them exits to userspace (MsrRead /
+    // MsrWrite), even for MSRs KVM knows. Replaces any previous filter; everything else stays with KVM.
+    struct MsrRange {
+        uint32_t base;
+        uint32_t count;
+    };
+    Result<void> set_userspace_msr_ranges(std::span<const MsrRange> ranges);
+
+    // The guest TSC frequency KVM uses for this VM's vCPUs, in kHz.
+    Result<uint32_t> tsc_khz(const Vcpu& vcpu) const;
+
     [[nodiscard]] const VmOptions& options() const { return m_options; }
     [[nodiscard]] int fd() const { return m_fd.get(); }
 
