@@ -364,6 +364,9 @@ MachineStats KvmMachine::stats() const
     }
     s.memory_assigned_bytes = m_config.memory_bytes;
     s.resets = m_resets;
+    // The heartbeat integration service is not offered yet (VMBus devices come next): the guest can only
+    // be out of contact, unless the service is disabled.
+    s.heartbeat = m_config.integration_services.heartbeat ? HeartbeatState::NoContact : HeartbeatState::Disabled;
     return s;
 }
 

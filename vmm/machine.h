@@ -35,11 +35,21 @@ struct RunOutcome {
 [[nodiscard]] int exit_status(const RunOutcome& outcome);
 [[nodiscard]] std::string_view to_string(StopReason reason);
 
+// The heartbeat integration service as Get-VM's Heartbeat shows it.
+enum class HeartbeatState {
+    Disabled,          // the service is disabled for this VM
+    NoContact,         // the guest has not (yet) answered a heartbeat
+    Ok,                // the guest answers heartbeats
+    LostCommunication, // the guest answered before but stopped answering
+};
+[[nodiscard]] std::string_view to_string(HeartbeatState state); // "OK", "No Contact", ...
+
 struct MachineStats {
     std::chrono::nanoseconds uptime{0};
     std::chrono::nanoseconds vcpu_cpu_time{0}; // CPU time consumed by all vCPU threads
     uint64_t memory_assigned_bytes = 0;
     unsigned resets = 0;
+    HeartbeatState heartbeat = HeartbeatState::NoContact;
 };
 
 class Machine {

@@ -17,6 +17,17 @@ struct SerialPortConfig {
     std::string path; // File: output file (appended); UnixSocket: socket path the VMM listens on
 };
 
+// Per-VM integration services (Hyper-V's Enable-/Disable-VMIntegrationService), with Hyper-V's defaults:
+// everything on except the Guest Service Interface. A disabled service's VMBus channel is not offered.
+struct IntegrationServices {
+    bool guest_service_interface = false;
+    bool heartbeat = true;
+    bool key_value_pair_exchange = true;
+    bool shutdown = true;
+    bool time_synchronization = true;
+    bool vss = true;
+};
+
 // What the VMM does when the guest resets the machine.
 enum class ResetAction { Restart, Exit };
 
@@ -29,6 +40,7 @@ struct MachineConfig {
     std::string cmdline;
     std::array<SerialPortConfig, 2> com{}; // COM1, COM2
     ResetAction on_reset = ResetAction::Restart;
+    IntegrationServices integration_services{};
 };
 
 } // namespace vmgen::vmm

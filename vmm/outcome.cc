@@ -35,4 +35,19 @@ std::string_view to_string(StopReason reason)
     return "unknown";
 }
 
+std::string_view to_string(HeartbeatState state)
+{
+    switch (state) {
+    case HeartbeatState::Disabled:
+        return "Disabled";
+    case HeartbeatState::NoContact:
+        return "No Contact";
+    case HeartbeatState::Ok:
+        return "OK";
+    case HeartbeatState::LostCommunication:
+        return "Lost Communication";
+    }
+    return "Unknown";
+}
+
 } // namespace vmgen::vmm
