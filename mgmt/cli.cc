@@ -46,6 +46,8 @@ Options:
 
 Shows one virtual machine, or all of them: Name, State, CPUUsage(%), MemoryAssigned(M), Uptime,
 Status, Generation. A virtual machine whose config is unusable is listed with the problem as Status.
+The JSON form has more keys, among them Heartbeat (OK, No Contact, Lost Communication or Disabled
+while the virtual machine runs; null when it is Off).
 
 Options:
   --format table|json     output format. Default table.
@@ -77,6 +79,44 @@ Options:
                           or none (disconnected).
 )",
             cmd_set_vmcomport},
+    Command{"get-vmintegrationservice", "Show a virtual machine's integration services",
+            R"(Usage: vmgen get-vmintegrationservice NAME [--name SERVICE] [--format table|json]
+
+Shows the integration services of a virtual machine: VMName, Name, Enabled, PrimaryStatusDescription,
+SecondaryStatusDescription. The services are Guest Service Interface, Heartbeat, Key-Value Pair Exchange,
+Shutdown, Time Synchronization and VSS; all but the Guest Service Interface are enabled by default.
+
+PrimaryStatusDescription is empty while the virtual machine is Off or the service is disabled. While it
+runs, the Heartbeat shows what the guest does: OK, No Contact or Lost Communication; the other services
+show No Contact (the machine does not report on them yet).
+
+Options:
+  --name SERVICE          show only this service (case-insensitive, e.g. "time synchronization").
+  --format table|json     output format. Default table.
+)",
+            cmd_get_vmintegrationservice},
+    Command{"enable-vmintegrationservice", "Enable an integration service (while Off)",
+            R"(Usage: vmgen enable-vmintegrationservice NAME --name SERVICE
+
+Enables an integration service of a virtual machine that is Off; it is offered to the guest from the
+next start.
+
+Options:
+  --name SERVICE          Guest Service Interface, Heartbeat, Key-Value Pair Exchange, Shutdown,
+                          Time Synchronization or VSS (case-insensitive).
+)",
+            cmd_enable_vmintegrationservice},
+    Command{"disable-vmintegrationservice", "Disable an integration service (while Off)",
+            R"(Usage: vmgen disable-vmintegrationservice NAME --name SERVICE
+
+Disables an integration service of a virtual machine that is Off; it is no longer offered to the guest
+from the next start.
+
+Options:
+  --name SERVICE          Guest Service Interface, Heartbeat, Key-Value Pair Exchange, Shutdown,
+                          Time Synchronization or VSS (case-insensitive).
+)",
+            cmd_disable_vmintegrationservice},
     Command{"start-vm", "Start a virtual machine in the background",
             R"(Usage: vmgen start-vm NAME [--wait]
 
@@ -138,10 +178,15 @@ const Command* find_command(std::string_view name)
 
 void print_usage(std::ostream& out)
 {
+    constexpr std::string_view help_usage = "help [COMMAND]";
+    size_t width = help_usage.size();
+    for (const auto& command : commands)
+        width = std::max(width, command.name.size());
+    width += 2;
     out << usage_text;
     for (const auto& command : commands)
-        out << fmt::format("  {:<15}{}\n", command.name, command.summary);
-    out << fmt::format("  {:<15}{}\n", "help [COMMAND]", "Show this help or a command's");
+        out << fmt::format("  {:<{}}{}\n", command.name, width, command.summary);
+    out << fmt::format("  {:<{}}{}\n", help_usage, width, "Show this help or a command's");
     out << footer_text;
 }
 
@@ -244,11 +289,41 @@ VmView inspect_vm(const Store& store, const StoreEntry& entry, const CliContext&
     return view;
 }
 
+void print_table(std::ostream& out, std::span<const std::string> headers,
+                 std::span<const std::vector<std::string>> rows)
+{
+    std::vector<size_t> widths(headers.size());
+    for (size_t c = 0; c < headers.size(); ++c) {
+        widths[c] = headers[c].size();
+        for (const auto& row : rows)
+            widths[c] = std::max(widths[c], row[c].size());
+    }
+    auto print_row = [&](std::span<const std::string> cells) {
+        std::string line;
+        for (size_t c = 0; c < cells.size(); ++c) {
+            if (c + 1 == cells.size())
+                line += cells[c];
+            else
+                line += pad(cells[c], widths[c]) + " ";
+        }
+        while (!line.empty() && line.back() == ' ')
+            line.pop_back();
+        out << line << '\n';
+    };
+    print_row(headers);
+    std::vector<std::string> dashes;
+    for (const auto& header : headers)
+        dashes.emplace_back(header.size(), '-');
+    print_row(dashes);
+    for (const auto& row : rows)
+        print_row(row);
+}
+
 void print_vm_table(std::ostream& out, std::span<const VmView> vms)
 {
-    const std::array<std::string, 7> headers = {"Name",   "State",  "CPUUsage(%)", "MemoryAssigned(M)",
-                                                "Uptime", "Status", "Generation"};
-    std::vector<std::array<std::string, 7>> rows;
+    const std::vector<std::string> headers = {"Name",   "State",  "CPUUsage(%)", "MemoryAssigned(M)",
+                                              "Uptime", "Status", "Generation"};
+    std::vector<std::vector<std::string>> rows;
     for (const auto& vm : vms) {
         rows.push_back({
             vm.name,
@@ -260,29 +335,7 @@ void print_vm_table(std::ostream& out, std::span<const VmView> vms)
             vm.config ? fmt::format("{}", static_cast<int>(vm.config->generation)) : std::string("-"),
         });
     }
-    std::array<size_t, 7> widths{};
-    for (size_t c = 0; c < headers.size(); ++c) {
-        widths[c] = headers[c].size();
-        for (const auto& row : rows)
-            widths[c] = std::max(widths[c], row[c].size());
-    }
-    auto print_row = [&](const std::array<std::string, 7>& cells) {
-        std::string line;
-        for (size_t c = 0; c < cells.size(); ++c) {
-            if (c + 1 == cells.size())
-                line += cells[c];
-            else
-                line += pad(cells[c], widths[c]) + " ";
-        }
-        out << line << '\n';
-    };
-    print_row(headers);
-    std::array<std::string, 7> dashes;
-    for (size_t c = 0; c < headers.size(); ++c)
-        dashes[c] = std::string(headers[c].size(), '-');
-    print_row(dashes);
-    for (const auto& row : rows)
-        print_row(row);
+    print_table(out, headers, rows);
 }
 
 void print_vm_json(std::ostream& out, std::span<const VmView> vms)
@@ -297,6 +350,8 @@ void print_vm_json(std::ostream& out, std::span<const VmView> vms)
             {"Uptime", std::chrono::duration_cast<std::chrono::seconds>(vm.runtime.uptime).count()},
             {"Status", vm.runtime.status},
             {"Path", vm.dir.string()},
+            // What the worker reports ("OK", "No Contact", "Lost Communication", "Disabled"); null when Off.
+            {"Heartbeat", vm.runtime.heartbeat ? nlohmann::json(*vm.runtime.heartbeat) : nlohmann::json(nullptr)},
         };
         if (vm.config) {
             auto generation = static_cast<int>(vm.config->generation);

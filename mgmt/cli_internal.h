@@ -57,6 +57,11 @@ struct VmView {
     std::optional<VmConfig> config; // empty when config.json is unusable
     VmRuntime runtime;
 };
+// Prints a table as Hyper-V's Format-Table does: headers, a row of dashes under them, then the rows; columns are
+// left-aligned and one space apart, trailing spaces are trimmed. Every row has as many cells as headers.
+void print_table(std::ostream& out, std::span<const std::string> headers,
+                 std::span<const std::vector<std::string>> rows);
+
 VmView inspect_vm(const Store& store, const StoreEntry& entry, const CliContext& context);
 void print_vm_table(std::ostream& out, std::span<const VmView> vms);
 void print_vm_json(std::ostream& out, std::span<const VmView> vms);
@@ -69,6 +74,9 @@ int cmd_get_vm(std::span<const std::string>, std::ostream&, std::ostream&, const
 int cmd_set_vm(std::span<const std::string>, std::ostream&, std::ostream&, const CliContext&);
 int cmd_set_vmcomport(std::span<const std::string>, std::ostream&, std::ostream&, const CliContext&);
 int cmd_remove_vm(std::span<const std::string>, std::ostream&, std::ostream&, const CliContext&);
+int cmd_get_vmintegrationservice(std::span<const std::string>, std::ostream&, std::ostream&, const CliContext&);
+int cmd_enable_vmintegrationservice(std::span<const std::string>, std::ostream&, std::ostream&, const CliContext&);
+int cmd_disable_vmintegrationservice(std::span<const std::string>, std::ostream&, std::ostream&, const CliContext&);
 int cmd_start_vm(std::span<const std::string>, std::ostream&, std::ostream&, const CliContext&);
 int cmd_stop_vm(std::span<const std::string>, std::ostream&, std::ostream&, const CliContext&);
 int cmd_run(std::span<const std::string>, std::ostream&, std::ostream&, const CliContext&);

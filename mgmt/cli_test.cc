@@ -557,6 +557,199 @@ TEST_F(CliTest, StopVmKillsAnUnresponsiveWorker)
     EXPECT_FALSE(std::filesystem::exists(dir / "worker.pid"));
 }
 
+TEST_F(CliTest, IntegrationServicesHelp)
+{
+    auto help = run({"help"});
+    for (const char* command :
+         {"get-vmintegrationservice", "enable-vmintegrationservice", "disable-vmintegrationservice"}) {
+        EXPECT_NE(help.out.find(command), std::string::npos) << command;
+        auto command_help = run({command, "--help"});
+        EXPECT_EQ(command_help.code, 0) << command;
+        EXPECT_NE(command_help.out.find("--name SERVICE"), std::string::npos) << command;
+        EXPECT_EQ(run({"help", command}).out, command_help.out);
+    }
+    // Every summary stays in one column, however long the command names.
+    auto line_of = [&](std::string_view command) {
+        auto start = help.out.find(fmt::format("  {} ", command));
+        return help.out.substr(start, help.out.find('\n', start) - start);
+    };
+    auto column = line_of("new-vm").find("Create");
+    EXPECT_EQ(line_of("disable-vmintegrationservice").find("Disable"), column);
+    EXPECT_EQ(line_of("help [COMMAND]").find("Show this help"), column);
+}
+
+TEST_F(CliTest, IntegrationServicesDefaultsWhileOff)
+{
+    new_vm("web1");
+    auto table = run({"get-vmintegrationservice", "web1"});
+    ASSERT_EQ(table.code, 0) << table.err;
+    EXPECT_EQ(table.out, "VMName Name                    Enabled PrimaryStatusDescription SecondaryStatusDescription\n"
+                         "------ ----                    ------- ------------------------ --------------------------\n"
+                         "web1   Guest Service Interface False\n"
+                         "web1   Heartbeat               True\n"
+                         "web1   Key-Value Pair Exchange True\n"
+                         "web1   Shutdown                True\n"
+                         "web1   Time Synchronization    True\n"
+                         "web1   VSS                     True\n");
+
+    auto result = run({"get-vmintegrationservice", "web1", "--format", "json"});
+    ASSERT_EQ(result.code, 0) << result.err;
+    auto services = json::parse(result.out);
+    ASSERT_EQ(services.size(), 6u);
+    const char* names[] = {"Guest Service Interface", "Heartbeat", "Key-Value Pair Exchange", "Shutdown",
+                           "Time Synchronization", "VSS"};
+    for (size_t i = 0; i < services.size(); ++i) {
+        EXPECT_EQ(services[i]["VMName"], "web1");
+        EXPECT_EQ(services[i]["Name"], names[i]);
+        EXPECT_EQ(services[i]["Enabled"], i != 0);
+        EXPECT_EQ(services[i]["PrimaryStatusDescription"], "");
+        EXPECT_EQ(services[i]["SecondaryStatusDescription"], "");
+    }
+
+    auto one = run({"get-vmintegrationservice", "web1", "--name", "heartbeat", "--format=json"});
+    ASSERT_EQ(one.code, 0) << one.err;
+    auto heartbeat = json::parse(one.out);
+    ASSERT_EQ(heartbeat.size(), 1u);
+    EXPECT_EQ(heartbeat[0]["Name"], "Heartbeat");
+    EXPECT_EQ(heartbeat[0]["Enabled"], true);
+
+    EXPECT_TRUE(get_json("web1")[0]["Heartbeat"].is_null());
+
+    expect_failure({"get-vmintegrationservice"}, "needs a virtual machine name");
+    expect_failure({"get-vmintegrationservice", "nope"}, "no virtual machine named 'nope'");
+    expect_failure({"get-vmintegrationservice", "web1", "--name", "Backup"}, "unknown integration service 'Backup'");
+    expect_failure({"get-vmintegrationservice", "web1", "--format", "xml"}, "invalid format 'xml'");
+    expect_failure({"get-vmintegrationservice", "web1", "--bogus"}, "unknown option '--bogus'");
+}
+
+TEST_F(CliTest, EnableAndDisableIntegrationServices)
+{
+    new_vm("web1");
+    auto disabled = run({"disable-vmintegrationservice", "web1", "--name", "Time Synchronization"});
+    ASSERT_EQ(disabled.code, 0) << disabled.err;
+    EXPECT_EQ(disabled.out, "");
+    EXPECT_FALSE(config("web1").integration_services.time_synchronization);
+    ASSERT_EQ(run({"enable-vmintegrationservice", "web1", "--name=guest service interface"}).code, 0);
+    ASSERT_EQ(run({"disable-vmintegrationservice", "web1", "--name", "VSS"}).code, 0);
+    ASSERT_EQ(run({"disable-vmintegrationservice", "web1", "--name", "HEARTBEAT"}).code, 0);
+    auto services = config("web1").integration_services;
+    EXPECT_TRUE(services.guest_service_interface);
+    EXPECT_FALSE(services.heartbeat);
+    EXPECT_TRUE(services.key_value_pair_exchange);
+    EXPECT_TRUE(services.shutdown);
+    EXPECT_FALSE(services.time_synchronization);
+    EXPECT_FALSE(services.vss);
+    auto table = run({"get-vmintegrationservice", "web1", "--name", "time synchronization"});
+    EXPECT_NE(table.out.find("web1   Time Synchronization False"), std::string::npos) << table.out;
+
+    // Round trip back to the defaults; doing it twice changes nothing.
+    ASSERT_EQ(run({"enable-vmintegrationservice", "web1", "--name", "time synchronization"}).code, 0);
+    ASSERT_EQ(run({"disable-vmintegrationservice", "web1", "--name", "Guest Service Interface"}).code, 0);
+    ASSERT_EQ(run({"enable-vmintegrationservice", "web1", "--name", "vss"}).code, 0);
+    ASSERT_EQ(run({"enable-vmintegrationservice", "web1", "--name", "Heartbeat"}).code, 0);
+    auto before = snapshot(m_root);
+    ASSERT_EQ(run({"enable-vmintegrationservice", "web1", "--name", "Heartbeat"}).code, 0);
+    EXPECT_EQ(snapshot(m_root), before);
+    services = config("web1").integration_services;
+    EXPECT_FALSE(services.guest_service_interface);
+    EXPECT_TRUE(services.heartbeat);
+    EXPECT_TRUE(services.time_synchronization);
+    EXPECT_TRUE(services.vss);
+
+    // The stored settings reach the machine.
+    ASSERT_EQ(run({"disable-vmintegrationservice", "web1", "--name", "shutdown"}).code, 0);
+    ASSERT_EQ(run({"start-vm", "web1"}).code, 0);
+    {
+        std::lock_guard guard(m_log->mutex);
+        ASSERT_TRUE(m_log->last_config);
+        EXPECT_FALSE(m_log->last_config->integration_services.shutdown);
+        EXPECT_TRUE(m_log->last_config->integration_services.heartbeat);
+    }
+    ASSERT_EQ(run({"stop-vm", "web1", "--turn-off"}).code, 0);
+
+    expect_failure({"enable-vmintegrationservice", "web1", "--name", "Time Sync"},
+                   "unknown integration service 'Time Sync': the services are 'Guest Service Interface', "
+                   "'Heartbeat', 'Key-Value Pair Exchange', 'Shutdown', 'Time Synchronization', 'VSS'");
+    expect_failure({"disable-vmintegrationservice", "web1", "--name", ""}, "unknown integration service ''");
+    expect_failure({"enable-vmintegrationservice", "web1"}, "enable-vmintegrationservice needs --name SERVICE");
+    expect_failure({"disable-vmintegrationservice", "web1"}, "disable-vmintegrationservice needs --name SERVICE");
+    expect_failure({"enable-vmintegrationservice", "--name", "VSS"}, "needs a virtual machine name");
+    expect_failure({"enable-vmintegrationservice", "nope", "--name", "VSS"}, "no virtual machine named 'nope'");
+    expect_failure({"disable-vmintegrationservice", "web1", "--name", "VSS", "extra"}, "unexpected argument 'extra'");
+    expect_failure({"disable-vmintegrationservice", "web1", "--name", "VSS", "--name", "Shutdown"},
+                   "given more than once");
+    std::ofstream(m_root / "web1" / "config.json", std::ios::trunc) << "{";
+    expect_failure({"disable-vmintegrationservice", "web1", "--name", "VSS"},
+                   "config " + (m_root / "web1" / "config.json").string());
+}
+
+TEST_F(CliTest, IntegrationServicesWhileRunning)
+{
+    set_script(FakeMachineScript::reports_heartbeat(vmm::HeartbeatState::Ok));
+    new_vm("web1");
+    ASSERT_EQ(run({"disable-vmintegrationservice", "web1", "--name", "VSS"}).code, 0);
+    ASSERT_EQ(run({"start-vm", "web1"}).code, 0);
+
+    auto result = run({"get-vmintegrationservice", "web1", "--format", "json"});
+    ASSERT_EQ(result.code, 0) << result.err;
+    auto services = json::parse(result.out);
+    ASSERT_EQ(services.size(), 6u);
+    std::map<std::string, std::string> primary;
+    for (const auto& service : services)
+        primary[service["Name"].get<std::string>()] = service["PrimaryStatusDescription"].get<std::string>();
+    EXPECT_EQ(primary["Guest Service Interface"], ""); // disabled
+    EXPECT_EQ(primary["Heartbeat"], "OK");
+    EXPECT_EQ(primary["Key-Value Pair Exchange"], "No Contact");
+    EXPECT_EQ(primary["Shutdown"], "No Contact");
+    EXPECT_EQ(primary["Time Synchronization"], "No Contact");
+    EXPECT_EQ(primary["VSS"], ""); // disabled
+    auto table = run({"get-vmintegrationservice", "web1"});
+    EXPECT_NE(table.out.find("web1   Heartbeat               True    OK\n"), std::string::npos) << table.out;
+    EXPECT_NE(table.out.find("web1   Shutdown                True    No Contact\n"), std::string::npos) << table.out;
+    EXPECT_EQ(get_json("web1")[0]["Heartbeat"], "OK");
+
+    // Changes are refused while the VM runs, and nothing changes.
+    expect_failure({"disable-vmintegrationservice", "web1", "--name", "Heartbeat"},
+                   "VM 'web1' is Running: integration services can be disabled only while it is Off, and changes "
+                   "take effect at the next start; stop the VM first ('vmgen stop-vm web1')");
+    expect_failure({"enable-vmintegrationservice", "web1", "--name", "vss"}, "comes with the VMBus devices");
+    EXPECT_TRUE(config("web1").integration_services.heartbeat);
+    EXPECT_FALSE(config("web1").integration_services.vss);
+
+    ASSERT_EQ(run({"stop-vm", "web1", "--turn-off"}).code, 0);
+    EXPECT_TRUE(get_json("web1")[0]["Heartbeat"].is_null());
+    auto off = json::parse(run({"get-vmintegrationservice", "web1", "--name", "heartbeat", "--format", "json"}).out);
+    EXPECT_EQ(off[0]["PrimaryStatusDescription"], "");
+    ASSERT_EQ(run({"enable-vmintegrationservice", "web1", "--name", "vss"}).code, 0);
+    EXPECT_TRUE(config("web1").integration_services.vss);
+}
+
+TEST_F(CliTest, HeartbeatWithoutContactAndDisabled)
+{
+    new_vm("web1");
+    ASSERT_EQ(run({"start-vm", "web1"}).code, 0);
+    EXPECT_EQ(get_json("web1")[0]["Heartbeat"], "No Contact");
+    auto heartbeat_json = [&] {
+        return json::parse(run({"get-vmintegrationservice", "web1", "--name", "Heartbeat", "--format", "json"}).out);
+    };
+    auto services = heartbeat_json();
+    EXPECT_EQ(services[0]["PrimaryStatusDescription"], "No Contact");
+    ASSERT_EQ(run({"stop-vm", "web1", "--turn-off"}).code, 0);
+
+    ASSERT_EQ(run({"disable-vmintegrationservice", "web1", "--name", "Heartbeat"}).code, 0);
+    ASSERT_EQ(run({"start-vm", "web1"}).code, 0);
+    EXPECT_EQ(get_json("web1")[0]["Heartbeat"], "Disabled");
+    services = heartbeat_json();
+    EXPECT_EQ(services[0]["Enabled"], false);
+    EXPECT_EQ(services[0]["PrimaryStatusDescription"], "");
+    // The get-vm table keeps its columns.
+    auto table = run({"get-vm", "web1"});
+    EXPECT_TRUE(table.out.starts_with("Name State   CPUUsage(%) MemoryAssigned(M) Uptime   Status             "
+                                      "Generation\n"))
+        << table.out;
+    ASSERT_EQ(run({"stop-vm", "web1", "--turn-off"}).code, 0);
+}
+
 TEST_F(CliTest, RunEphemeralVm)
 {
     set_script(FakeMachineScript::stops_with(vmm::StopReason::PowerOff, ""));

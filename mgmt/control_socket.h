@@ -2,7 +2,7 @@
 // per line.
 //
 //   {"op":"status"}    -> {"ok":true,"state":"Running","uptime_ns":…,"vcpu_cpu_time_ns":…,"memory_bytes":…,
-//                          "cpu_usage_percent":…,"processors":…,"pid":…}
+//                          "cpu_usage_percent":…,"processors":…,"resets":…,"heartbeat":"OK","pid":…}
 //   {"op":"turn-off"}  -> {"ok":true}   pulls the power
 //   {"op":"shutdown"}  -> {"ok":true}   presses the ACPI power button
 //   anything else      -> {"ok":false,"error":"…"}

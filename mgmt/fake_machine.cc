@@ -48,6 +48,7 @@ vmm::MachineStats FakeMachine::stats() const
     stats.uptime = std::chrono::seconds(65);
     stats.vcpu_cpu_time = std::chrono::seconds(1);
     stats.memory_assigned_bytes = m_config.memory_bytes;
+    stats.heartbeat = m_config.integration_services.heartbeat ? m_script.heartbeat : vmm::HeartbeatState::Disabled;
     return stats;
 }
 

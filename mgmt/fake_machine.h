@@ -17,6 +17,8 @@ struct FakeMachineScript {
     std::optional<Error> run_error;            // run() fails with this
     std::optional<Error> create_error;         // the factory fails with this
     bool obeys_power_button = true;
+    // What stats() reports while the heartbeat service is enabled (Disabled when the config turns it off).
+    vmm::HeartbeatState heartbeat = vmm::HeartbeatState::NoContact;
 
     static FakeMachineScript stops_with(vmm::StopReason reason, std::string detail = {})
     {
@@ -34,6 +36,12 @@ struct FakeMachineScript {
     {
         FakeMachineScript script;
         script.run_error = Error(std::move(message));
+        return script;
+    }
+    static FakeMachineScript reports_heartbeat(vmm::HeartbeatState state)
+    {
+        FakeMachineScript script;
+        script.heartbeat = state;
         return script;
     }
     static FakeMachineScript ignores_power_button()

@@ -182,6 +182,8 @@ VmRuntime inspect_runtime(const std::filesystem::path& dir, std::string_view nam
         runtime.uptime = std::chrono::nanoseconds(r.value("uptime_ns", int64_t{0}));
         runtime.memory_assigned_bytes = r.value("memory_bytes", uint64_t{0});
         runtime.cpu_usage_percent = r.value("cpu_usage_percent", 0u);
+        if (auto heartbeat = r.find("heartbeat"); heartbeat != r.end() && heartbeat->is_string())
+            runtime.heartbeat = heartbeat->get<std::string>();
         return runtime;
     }
 

@@ -64,6 +64,9 @@ struct VmRuntime {
     std::chrono::nanoseconds uptime{0};
     uint64_t memory_assigned_bytes = 0;
     unsigned cpu_usage_percent = 0;
+    // The heartbeat as the worker reports it (vmm::to_string(HeartbeatState): "OK", "No Contact", ...);
+    // empty when Off or when the worker did not say.
+    std::optional<std::string> heartbeat;
 };
 
 // Derives the state from the runtime files in `dir`, asking a live worker for its figures over the control

@@ -60,6 +60,14 @@ public:
         return value->get<uint64_t>();
     }
 
+    Result<bool> boolean(const char* key) const
+    {
+        auto* value = TRY(field(key));
+        if (!value->is_boolean())
+            return fail("field '{}{}' is not a boolean (it is {})", m_prefix, key, type_name(*value));
+        return value->get<bool>();
+    }
+
     Result<const json*> object(const char* key) const
     {
         auto* value = TRY(field(key));
@@ -92,6 +100,23 @@ Result<vmm::SerialPortConfig> read_com_port(const json& ports, const char* numbe
     if (needs_path && port.path.empty())
         return fail("field 'com_ports.{}.path' is empty but kind '{}' needs a path", number, kind);
     return port;
+}
+
+// "integration_services": optional (configs written before it existed get Hyper-V's defaults); when present,
+// every service is required.
+Result<vmm::IntegrationServices> read_integration_services(const json& root)
+{
+    vmm::IntegrationServices services;
+    if (!root.contains("integration_services"))
+        return services;
+    FieldReader reader(root, "");
+    auto* object = TRY(reader.object("integration_services"));
+    FieldReader service_reader(*object, "integration_services.");
+    for (const auto& service : integration_service_list) {
+        std::string key(service.config_key);
+        services.*service.enabled = TRY(service_reader.boolean(key.c_str()));
+    }
+    return services;
 }
 
 Result<VmConfig> parse_fields(const json& root, std::string_view folder_name)
@@ -147,6 +172,7 @@ Result<VmConfig> parse_fields(const json& root, std::string_view folder_name)
     if (!action)
         return fail("field 'on_reset': {}", action.error().message());
     config.on_reset = *action;
+    config.integration_services = TRY(read_integration_services(root));
     return config;
 }
 
@@ -161,6 +187,9 @@ std::string serialize_vm_config(const VmConfig& config)
             {"path", config.com[i].path},
         };
     }
+    json services = json::object();
+    for (const auto& service : integration_service_list)
+        services[std::string(service.config_key)] = config.integration_services.*service.enabled;
     json root = {
         {"version", config_version},
         {"name", config.name},
@@ -174,6 +203,7 @@ std::string serialize_vm_config(const VmConfig& config)
         {"cmdline", config.cmdline},
         {"com_ports", ports},
         {"on_reset", std::string(to_string(config.on_reset))},
+        {"integration_services", services},
     };
     return root.dump(2) + "\n";
 }
@@ -210,6 +240,7 @@ vmm::MachineConfig to_machine_config(const VmConfig& config)
     machine.cmdline = config.cmdline;
     machine.com = config.com;
     machine.on_reset = config.on_reset;
+    machine.integration_services = config.integration_services;
     return machine;
 }
 

@@ -2,6 +2,8 @@
 //
 // Loading is strict: a truncated file, a wrong version, a missing field or a field of the wrong type is an
 // error naming the file and the field ("config /x/config.json: field 'memory_bytes' is not a number").
+// The one optional field is "integration_services" (added later within version 1): a file without it gets
+// Hyper-V's defaults; when present, all six services must be there as booleans.
 #pragma once
 
 #include "support/result.h"
@@ -28,6 +30,7 @@ struct VmConfig {
     std::string cmdline;
     std::array<vmm::SerialPortConfig, 2> com{}; // COM1, COM2
     vmm::ResetAction on_reset = vmm::ResetAction::Restart;
+    vmm::IntegrationServices integration_services{}; // Hyper-V's defaults: all on but the Guest Service Interface
 };
 
 // The JSON text written to config.json (pretty-printed, trailing newline).

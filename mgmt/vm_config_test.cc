@@ -120,6 +120,82 @@ TEST(VmConfig, CorruptFilesNameTheFileAndTheProblem)
     }
 }
 
+TEST(VmConfig, IntegrationServicesRoundTripAndReachTheMachine)
+{
+    auto config = sample();
+    config.integration_services.guest_service_interface = true;
+    config.integration_services.time_synchronization = false;
+    auto text = serialize_vm_config(config);
+    auto stored = json::parse(text)["integration_services"];
+    EXPECT_EQ(stored, json({{"guest_service_interface", true},
+                            {"heartbeat", true},
+                            {"key_value_pair_exchange", true},
+                            {"shutdown", true},
+                            {"time_synchronization", false},
+                            {"vss", true}}));
+    auto parsed = parse_vm_config(text, "config.json", "web1");
+    ASSERT_TRUE(parsed) << parsed.error().message();
+    EXPECT_TRUE(parsed->integration_services.guest_service_interface);
+    EXPECT_FALSE(parsed->integration_services.time_synchronization);
+    EXPECT_TRUE(parsed->integration_services.heartbeat);
+    EXPECT_EQ(serialize_vm_config(*parsed), text);
+
+    auto machine = to_machine_config(*parsed);
+    EXPECT_TRUE(machine.integration_services.guest_service_interface);
+    EXPECT_TRUE(machine.integration_services.heartbeat);
+    EXPECT_TRUE(machine.integration_services.key_value_pair_exchange);
+    EXPECT_TRUE(machine.integration_services.shutdown);
+    EXPECT_FALSE(machine.integration_services.time_synchronization);
+    EXPECT_TRUE(machine.integration_services.vss);
+}
+
+// A config.json written before integration services existed loads with Hyper-V's defaults.
+TEST(VmConfig, ConfigWithoutIntegrationServicesGetsTheDefaults)
+{
+    auto text = mutate([](json& j) { j.erase("integration_services"); });
+    auto parsed = parse_vm_config(text, "config.json", "web1");
+    ASSERT_TRUE(parsed) << parsed.error().message();
+    const auto& services = parsed->integration_services;
+    EXPECT_FALSE(services.guest_service_interface);
+    EXPECT_TRUE(services.heartbeat);
+    EXPECT_TRUE(services.key_value_pair_exchange);
+    EXPECT_TRUE(services.shutdown);
+    EXPECT_TRUE(services.time_synchronization);
+    EXPECT_TRUE(services.vss);
+    // Saving it again writes the field (still version 1).
+    auto saved = json::parse(serialize_vm_config(*parsed));
+    EXPECT_EQ(saved["version"], 1);
+    EXPECT_EQ(saved["integration_services"]["guest_service_interface"], false);
+    EXPECT_EQ(saved["integration_services"]["vss"], true);
+}
+
+TEST(VmConfig, CorruptIntegrationServicesAreRejected)
+{
+    struct Case {
+        std::string text;
+        std::string expected;
+    };
+    std::vector<Case> cases = {
+        {mutate([](json& j) { j["integration_services"] = true; }),
+         "field 'integration_services' is not an object (it is a boolean)"},
+        {mutate([](json& j) { j["integration_services"] = nullptr; }),
+         "field 'integration_services' is not an object (it is null)"},
+        {mutate([](json& j) { j["integration_services"] = json::array(); }),
+         "field 'integration_services' is not an object (it is an array)"},
+        {mutate([](json& j) { j["integration_services"]["heartbeat"] = "yes"; }),
+         "field 'integration_services.heartbeat' is not a boolean (it is a string)"},
+        {mutate([](json& j) { j["integration_services"]["vss"] = 1; }),
+         "field 'integration_services.vss' is not a boolean (it is a number)"},
+        {mutate([](json& j) { j["integration_services"].erase("shutdown"); }),
+         "field 'integration_services.shutdown' is missing"},
+    };
+    for (const auto& c : cases) {
+        auto message = error_of(c.text);
+        EXPECT_NE(message.find("config /store/web1/config.json: "), std::string::npos) << message;
+        EXPECT_NE(message.find(c.expected), std::string::npos) << "expected '" << c.expected << "' in: " << message;
+    }
+}
+
 TEST(VmConfig, GenerationOneProcessorLimit)
 {
     auto text = mutate([](json& j) {

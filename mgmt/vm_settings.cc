@@ -257,6 +257,19 @@ std::string_view to_string(vmm::ResetAction action)
     return action == vmm::ResetAction::Exit ? "exit" : "restart";
 }
 
+Result<const IntegrationServiceInfo*> find_integration_service(std::string_view name)
+{
+    auto wanted = lower(name);
+    for (const auto& service : integration_service_list) {
+        if (lower(service.name) == wanted)
+            return &service;
+    }
+    std::string valid;
+    for (const auto& service : integration_service_list)
+        valid += fmt::format("{}'{}'", valid.empty() ? "" : ", ", service.name);
+    return fail("unknown integration service '{}': the services are {}", name, valid);
+}
+
 uint64_t host_memory_total()
 {
     std::ifstream in("/proc/meminfo");

@@ -6,6 +6,7 @@
 #include "support/result.h"
 #include "vmm/machine_config.h"
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -51,6 +52,24 @@ Result<vmm::SerialPortConfig::Kind> parse_com_port_kind(std::string_view text);
 // "restart" or "exit".
 Result<vmm::ResetAction> parse_reset_action(std::string_view text);
 std::string_view to_string(vmm::ResetAction action);
+
+// The integration services of a virtual machine (Hyper-V's Get-/Enable-/Disable-VMIntegrationService), in
+// Hyper-V's order. `name` is Hyper-V's, `config_key` the key in config.json's "integration_services".
+struct IntegrationServiceInfo {
+    std::string_view name;
+    std::string_view config_key;
+    bool vmm::IntegrationServices::*enabled;
+};
+inline constexpr std::array<IntegrationServiceInfo, 6> integration_service_list = {{
+    {"Guest Service Interface", "guest_service_interface", &vmm::IntegrationServices::guest_service_interface},
+    {"Heartbeat", "heartbeat", &vmm::IntegrationServices::heartbeat},
+    {"Key-Value Pair Exchange", "key_value_pair_exchange", &vmm::IntegrationServices::key_value_pair_exchange},
+    {"Shutdown", "shutdown", &vmm::IntegrationServices::shutdown},
+    {"Time Synchronization", "time_synchronization", &vmm::IntegrationServices::time_synchronization},
+    {"VSS", "vss", &vmm::IntegrationServices::vss},
+}};
+// Hyper-V's service name, case-insensitively ("time synchronization"); the error lists the valid names.
+Result<const IntegrationServiceInfo*> find_integration_service(std::string_view name);
 
 // MemTotal from /proc/meminfo in bytes (0 when unreadable: no host limit is applied).
 uint64_t host_memory_total();

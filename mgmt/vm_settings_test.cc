@@ -135,6 +135,30 @@ TEST(ResetAction, RestartOrExit)
     EXPECT_FALSE(parse_reset_action("reboot"));
 }
 
+TEST(IntegrationService, FindsHyperVNamesCaseInsensitively)
+{
+    ASSERT_EQ(integration_service_list.size(), 6u);
+    EXPECT_EQ(integration_service_list[0].name, "Guest Service Interface");
+    EXPECT_EQ(integration_service_list[5].name, "VSS");
+    for (const auto& service : integration_service_list) {
+        auto found = find_integration_service(service.name);
+        ASSERT_TRUE(found) << service.name;
+        EXPECT_EQ(*found, &service);
+    }
+    EXPECT_EQ((*find_integration_service("time synchronization"))->config_key, "time_synchronization");
+    EXPECT_EQ((*find_integration_service("KEY-VALUE PAIR EXCHANGE"))->config_key, "key_value_pair_exchange");
+    EXPECT_EQ((*find_integration_service("vss"))->enabled, &vmm::IntegrationServices::vss);
+    for (const char* bad : {"", "Time", "time_synchronization", "Heartbeat ", "Backup"}) {
+        auto found = find_integration_service(bad);
+        ASSERT_FALSE(found) << bad;
+        EXPECT_NE(found.error().message().find("unknown integration service"), std::string::npos);
+        EXPECT_NE(found.error().message().find("'Guest Service Interface', 'Heartbeat', 'Key-Value Pair Exchange', "
+                                               "'Shutdown', 'Time Synchronization', 'VSS'"),
+                  std::string::npos)
+            << found.error().message();
+    }
+}
+
 TEST(HostMemory, ReadsMemTotal) { EXPECT_GT(host_memory_total(), 0u); }
 
 } // namespace

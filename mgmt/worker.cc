@@ -166,6 +166,7 @@ int run_worker(const Store& store, std::string_view name, const MachineFactory& 
                 {"cpu_usage_percent", sampler.percent()},
                 {"processors", machine->config().processors},
                 {"resets", stats.resets},
+                {"heartbeat", std::string(vmm::to_string(stats.heartbeat))},
                 {"pid", ::getpid()},
             };
         }

@@ -111,6 +111,47 @@ TEST_F(WorkerTest, ServesStatusAndTurnsOff)
     EXPECT_TRUE(runtime_files_gone());
 }
 
+TEST_F(WorkerTest, StatusReportsTheHeartbeat)
+{
+    auto worker = start({});
+    ASSERT_TRUE(wait_running());
+    auto status = request("status");
+    ASSERT_TRUE(status);
+    EXPECT_EQ((*status)["heartbeat"], "No Contact");
+    {
+        std::lock_guard guard(m_log->mutex);
+        ASSERT_TRUE(m_log->last_config);
+        EXPECT_TRUE(m_log->last_config->integration_services.heartbeat);
+        EXPECT_FALSE(m_log->last_config->integration_services.guest_service_interface);
+    }
+    ASSERT_TRUE(request("turn-off"));
+    EXPECT_EQ(worker.get(), 0);
+
+    worker = start(FakeMachineScript::reports_heartbeat(vmm::HeartbeatState::Ok));
+    ASSERT_TRUE(wait_running());
+    status = request("status");
+    ASSERT_TRUE(status);
+    EXPECT_EQ((*status)["heartbeat"], "OK");
+    ASSERT_TRUE(request("turn-off"));
+    EXPECT_EQ(worker.get(), 0);
+
+    // The stored settings reach the machine: with the service off, the machine reports it disabled.
+    auto config = *m_store.load("vm");
+    config.integration_services.heartbeat = false;
+    ASSERT_TRUE(m_store.save(config));
+    worker = start(FakeMachineScript::reports_heartbeat(vmm::HeartbeatState::Ok));
+    ASSERT_TRUE(wait_running());
+    status = request("status");
+    ASSERT_TRUE(status);
+    EXPECT_EQ((*status)["heartbeat"], "Disabled");
+    {
+        std::lock_guard guard(m_log->mutex);
+        EXPECT_FALSE(m_log->last_config->integration_services.heartbeat);
+    }
+    ASSERT_TRUE(request("turn-off"));
+    EXPECT_EQ(worker.get(), 0);
+}
+
 TEST_F(WorkerTest, ShutdownPressesThePowerButton)
 {
     auto worker = start({});

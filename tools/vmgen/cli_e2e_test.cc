@@ -225,6 +225,71 @@ TEST_F(VmgenCli, CorruptConfig)
     ASSERT_EQ(vmgen({"remove-vm", "bad"}).code, 0);
 }
 
+TEST_F(VmgenCli, IntegrationServices)
+{
+    auto help = vmgen({"help"});
+    EXPECT_NE(help.out.find("get-vmintegrationservice"), std::string::npos);
+    EXPECT_NE(help.out.find("enable-vmintegrationservice"), std::string::npos);
+    EXPECT_NE(help.out.find("disable-vmintegrationservice"), std::string::npos);
+    EXPECT_EQ(vmgen({"enable-vmintegrationservice", "--help"}).code, 0);
+
+    ASSERT_EQ(vmgen({"new-vm", "web1", "--memory", "64M"}).code, 0);
+    auto config = json::parse(slurp(m_home / "web1" / "config.json"));
+    EXPECT_EQ(config["version"], 1);
+    EXPECT_EQ(config["integration_services"]["guest_service_interface"], false);
+    EXPECT_EQ(config["integration_services"]["heartbeat"], true);
+
+    auto table = vmgen({"get-vmintegrationservice", "web1"});
+    ASSERT_EQ(table.code, 0) << table.err;
+    EXPECT_EQ(table.out, "VMName Name                    Enabled PrimaryStatusDescription SecondaryStatusDescription\n"
+                         "------ ----                    ------- ------------------------ --------------------------\n"
+                         "web1   Guest Service Interface False\n"
+                         "web1   Heartbeat               True\n"
+                         "web1   Key-Value Pair Exchange True\n"
+                         "web1   Shutdown                True\n"
+                         "web1   Time Synchronization    True\n"
+                         "web1   VSS                     True\n");
+
+    ASSERT_EQ(vmgen({"disable-vmintegrationservice", "web1", "--name", "time synchronization"}).code, 0);
+    ASSERT_EQ(vmgen({"enable-vmintegrationservice", "web1", "--name", "Guest Service Interface"}).code, 0);
+    auto services = json::parse(vmgen({"get-vmintegrationservice", "web1", "--format", "json"}).out);
+    ASSERT_EQ(services.size(), 6u);
+    EXPECT_EQ(services[0]["Name"], "Guest Service Interface");
+    EXPECT_EQ(services[0]["Enabled"], true);
+    EXPECT_EQ(services[4]["Name"], "Time Synchronization");
+    EXPECT_EQ(services[4]["Enabled"], false);
+    EXPECT_EQ(services[4]["PrimaryStatusDescription"], "");
+    config = json::parse(slurp(m_home / "web1" / "config.json"));
+    EXPECT_EQ(config["integration_services"]["time_synchronization"], false);
+    EXPECT_EQ(config["integration_services"]["guest_service_interface"], true);
+
+    expect_error({"enable-vmintegrationservice", "web1", "--name", "Backup"},
+                 "unknown integration service 'Backup': the services are 'Guest Service Interface'");
+    expect_error({"disable-vmintegrationservice", "web1"}, "needs --name SERVICE");
+    expect_error({"get-vmintegrationservice", "nope"}, "no virtual machine named 'nope'");
+
+    // Off: get-vm's Heartbeat is null.
+    EXPECT_TRUE(get_vm_json("web1")[0]["Heartbeat"].is_null());
+
+    // A config.json written before integration services existed loads with Hyper-V's defaults.
+    config.erase("integration_services");
+    std::ofstream(m_home / "web1" / "config.json", std::ios::trunc) << config.dump(2);
+    services = json::parse(vmgen({"get-vmintegrationservice", "web1", "--format", "json"}).out);
+    ASSERT_EQ(services.size(), 6u);
+    EXPECT_EQ(services[0]["Enabled"], false);
+    EXPECT_EQ(services[4]["Enabled"], true);
+    EXPECT_EQ(get_vm_json("web1")[0]["State"], "Off");
+
+    // A field of the wrong type is a clear error.
+    config["integration_services"] = {{"guest_service_interface", false}, {"heartbeat", "on"},
+                                      {"key_value_pair_exchange", true},  {"shutdown", true},
+                                      {"time_synchronization", true},     {"vss", true}};
+    std::ofstream(m_home / "web1" / "config.json", std::ios::trunc) << config.dump(2);
+    expect_error({"get-vmintegrationservice", "web1"}, "field 'integration_services.heartbeat' is not a boolean");
+    expect_error({"enable-vmintegrationservice", "web1", "--name", "VSS"},
+                 "field 'integration_services.heartbeat' is not a boolean");
+}
+
 TEST_F(VmgenCli, StalePidFileMeansOff)
 {
     ASSERT_EQ(vmgen({"new-vm", "web1", "--memory", "64M"}).code, 0);
