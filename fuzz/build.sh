@@ -17,7 +17,7 @@ sanitize=(-fsanitize=address,undefined -fno-sanitize-recover=undefined)
 
 # Project sources under test: support, guest memory, the boot loaders (not their tests), the VM config parser.
 sources=("$root/support/log.cc" "$root/vm/memory/guest_memory.cc" "$root/mgmt/vm_config.cc"
-         "$root/mgmt/vm_settings.cc")
+         "$root/mgmt/vm_settings.cc" "$root/vm/hyperv/partition.cc" "$root/vm/hyperv/cpuid.cc")
 for f in "$root"/vmm/boot/*.cc; do
     case "$f" in
     *_test.cc | */synthetic_kernels.cc) ;;

@@ -75,6 +75,7 @@ static_assert(sizeof(VarHeader) == 8);
 constexpr unsigned long ioctl_get_supported_cpuid = _IOWR(KVMIO, 0x05, VarHeader);
 constexpr unsigned long ioctl_set_cpuid2 = _IOW(KVMIO, 0x90, VarHeader);
 constexpr unsigned long ioctl_set_msrs = _IOW(KVMIO, 0x89, VarHeader);
+constexpr unsigned long ioctl_get_msrs = _IOWR(KVMIO, 0x88, VarHeader);
 constexpr unsigned long ioctl_set_gsi_routing = _IOW(KVMIO, 0x6a, VarHeader);
 
 // A buffer holding a VarHeader followed by `count` entries of type Entry.
@@ -412,6 +413,33 @@ Result<void> Vcpu::set_msrs(std::span<const std::pair<uint32_t, uint64_t>> msrs)
         return errno_failure("KVM_SET_MSRS");
     if (static_cast<size_t>(r) != msrs.size())
         return fail("KVM_SET_MSRS: MSR {:#x} was refused", msrs[static_cast<size_t>(r)].first);
+    return {};
+}
+
+Result<uint64_t> Vcpu::msr(uint32_t index) const
+{
+    VarBuffer<kvm_msr_entry> buffer(1);
+    buffer.entries()[0].index = index;
+    int r = retrying_ioctl(m_fd.get(), ioctl_get_msrs, buffer.data());
+    if (r < 0)
+        return errno_failure(fmt::format("KVM_GET_MSRS {:#x}", index));
+    if (r != 1)
+        return fail("KVM_GET_MSRS: MSR {:#x} is not readable", index);
+    return uint64_t{buffer.entries()[0].data};
+}
+
+Result<void> Vcpu::inject_exception(uint8_t vector)
+{
+    kvm_vcpu_events events{};
+    if (retrying_ioctl(m_fd.get(), KVM_GET_VCPU_EVENTS, &events) < 0)
+        return errno_failure("KVM_GET_VCPU_EVENTS");
+    events.exception.injected = 1;
+    events.exception.nr = vector;
+    events.exception.has_error_code = 0;
+    events.exception.error_code = 0;
+    events.flags = 0;
+    if (retrying_ioctl(m_fd.get(), KVM_SET_VCPU_EVENTS, &events) < 0)
+        return errno_failure("KVM_SET_VCPU_EVENTS");
     return {};
 }
 

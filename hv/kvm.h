@@ -142,6 +142,10 @@ public:
     Result<SpecialRegisters> special_registers() const;
     Result<void> set_special_registers(const SpecialRegisters& sregs);
     Result<void> set_msrs(std::span<const std::pair<uint32_t, uint64_t>> msrs);
+    // Reads one MSR through KVM (the vCPU must not be running on another thread).
+    Result<uint64_t> msr(uint32_t index) const;
+    // Makes the guest take exception `vector` (no error code) before its next instruction.
+    Result<void> inject_exception(uint8_t vector);
     // Puts an AP back into wait-for-SIPI (after a reset); the BSP into runnable.
     Result<void> set_runnable(bool runnable);
 

@@ -154,9 +154,30 @@ TEST_F(KvmTest, FilteredMsrsKvmKnowsExitToUserspace)
     ASSERT_TRUE(exit);
     ASSERT_EQ(exit->kind, VcpuExit::Kind::Io);
     EXPECT_EQ(exit->data[0], 0xab);
+    auto tsc = vcpu->msr(0x10);
+    ASSERT_TRUE(tsc) << tsc.error().message();
     auto khz = vm->tsc_khz(*vcpu);
     ASSERT_TRUE(khz) << khz.error().message();
     EXPECT_GT(*khz, 100'000u); // a TSC of at least 100 MHz
+}
+
+TEST_F(KvmTest, InjectedExceptionReachesTheGuest)
+{
+    // Real mode: IVT entry 6 (#UD) -> 0:0x1100, which does out 0x16,al. Main code: jmp $.
+    m_ram[6 * 4] = 0x00;
+    m_ram[6 * 4 + 1] = 0x11;
+    m_ram[6 * 4 + 2] = 0x00;
+    m_ram[6 * 4 + 3] = 0x00;
+    m_ram[0x1100] = 0xe6;
+    m_ram[0x1101] = 0x16;
+    m_ram[0x1102] = 0xeb;
+    m_ram[0x1103] = 0xfe;
+    auto [vm, vcpu] = make_vm({0xeb, 0xfe}, IrqchipMode::Kernel);
+    ASSERT_TRUE(vcpu->inject_exception(6));
+    auto exit = vcpu->run();
+    ASSERT_TRUE(exit) << exit.error().message();
+    ASSERT_EQ(exit->kind, VcpuExit::Kind::Io);
+    EXPECT_EQ(exit->address, 0x16u);
 }
 
 TEST_F(KvmTest, KickInterruptsARunningVcpu)

@@ -9,10 +9,13 @@
 #include <csignal>
 #include <ctime>
 #include <pthread.h>
+#include <x86intrin.h>
 
 namespace vmgen::vmm {
 
 namespace {
+
+constexpr uint32_t ia32_tsc = 0x10;
 
 hv::Segment to_segment(const FlatSegment& f)
 {
@@ -109,11 +112,14 @@ Result<void> KvmMachine::build_boot()
     options.pit = gen1;
     boot.vm = TRY(m_kvm.create_vm(options));
 
-    boot.memory.emplace(TRY(vm::GuestMemory::create_x86(m_config.memory_bytes, layout::mmio_hole_start)));
+    boot.memory = std::make_unique<vm::GuestMemory>(
+        TRY(vm::GuestMemory::create_x86(m_config.memory_bytes, layout::mmio_hole_start)));
     uint32_t slot = 0;
     for (const auto& region : boot.memory->regions())
         TRY(boot.vm->map_memory(slot++, region.gpa, region.size, region.host));
     TRY(boot.vm->create_irqchip());
+    // Every synthetic (Hyper-V) MSR comes to userspace, whatever KVM itself knows.
+    TRY(boot.vm->set_userspace_msr_ranges(Enlightenments::msr_ranges()));
 
     if (!gen1) {
         boot.ioapic = std::make_shared<vm::IoApic>(
@@ -134,11 +140,21 @@ Result<void> KvmMachine::build_boot()
     for (uint32_t id = 0; id < m_config.processors; ++id) {
         auto vcpu = TRY(boot.vm->create_vcpu(id));
         auto cpuid = vcpu_cpuid(m_kvm.supported_cpuid(), id, m_config.processors);
+        Enlightenments::add_hyperv_cpuid(cpuid, m_config.processors);
         TRY(vcpu->set_cpuid(cpuid));
         if (id == 0)
             TRY_CTX(apply_entry_state(*vcpu, entry), "setting the boot processor's entry state");
         boot.vcpus.push_back(std::move(vcpu));
     }
+
+    // The guest TSC of this boot (KVM starts it near 0 for new vCPUs) relative to the host's, and its rate:
+    // the reference clock of the Hyper-V partition is derived from it.
+    uint64_t tsc_hz = uint64_t{TRY(boot.vm->tsc_khz(*boot.vcpus.front()))} * 1000;
+    uint64_t host_tsc = __rdtsc();
+    uint64_t guest_tsc = TRY(boot.vcpus.front()->msr(ia32_tsc));
+    auto tsc_offset = static_cast<int64_t>(guest_tsc - host_tsc);
+    boot.enlightenments = TRY(Enlightenments::create(*boot.memory, m_config.processors, tsc_hz, tsc_offset,
+                                                     m_router, nullptr));
 
     if (boot.ioapic)
         TRY(m_platform->mmio().add(layout::ioapic, vm::IoApic::mmio_length, boot.ioapic));
@@ -156,6 +172,7 @@ void KvmMachine::teardown_boot()
         std::lock_guard lock(m_lock);
         m_boot.vcpus.clear();
     }
+    m_boot.enlightenments.reset();
     m_boot.ioapic.reset();
     m_boot.vm.reset();
     m_boot.memory.reset();
@@ -292,6 +309,10 @@ Result<bool> KvmMachine::handle_exit(hv::Vcpu& vcpu, const hv::VcpuExit& exit)
     using Kind = hv::VcpuExit::Kind;
     switch (exit.kind) {
     case Kind::Io:
+        if (exit.write && exit.address == Enlightenments::hypercall_port && exit.size == 1 && exit.count == 1) {
+            TRY_CTX(m_boot.enlightenments->hypercall(vcpu), "vCPU {} hypercall", vcpu.id());
+            return true;
+        }
         for (uint32_t i = 0; i < exit.count; ++i) {
             auto chunk = exit.data.subspan(size_t{i} * exit.size, exit.size);
             if (exit.write)
@@ -306,17 +327,27 @@ Result<bool> KvmMachine::handle_exit(hv::Vcpu& vcpu, const hv::VcpuExit& exit)
         else
             m_platform->mmio().read(exit.address, exit.data);
         return true;
-    case Kind::MsrRead:
-        // No MSR is emulated in userspace yet (Hyper-V's synthetic MSRs come with the VMBus work): the
-        // guest gets #GP, as on hardware without the MSR.
-        log_debug("vmm", "vCPU {}: RDMSR {:#x} not implemented, #GP", vcpu.id(), exit.msr_index);
-        vcpu.complete_msr_read(false, 0);
+    case Kind::MsrRead: {
+        // Synthetic MSRs go to the Hyper-V partition; any other MSR KVM left to us does not exist: #GP,
+        // as on hardware without it.
+        auto value = vm::hyperv::Partition::handles_msr(exit.msr_index)
+            ? m_boot.enlightenments->partition().read_msr(vcpu.id(), exit.msr_index)
+            : Result<uint64_t>(fail("not implemented"));
+        if (!value)
+            log_debug("vmm", "vCPU {}: RDMSR {:#x}: {}, #GP", vcpu.id(), exit.msr_index, value.error().message());
+        vcpu.complete_msr_read(value.has_value(), value.value_or(0));
         return true;
-    case Kind::MsrWrite:
-        log_debug("vmm", "vCPU {}: WRMSR {:#x} <- {:#x} not implemented, #GP", vcpu.id(), exit.msr_index,
-                  exit.msr_value);
-        vcpu.complete_msr_write(false);
+    }
+    case Kind::MsrWrite: {
+        auto written = vm::hyperv::Partition::handles_msr(exit.msr_index)
+            ? m_boot.enlightenments->partition().write_msr(vcpu.id(), exit.msr_index, exit.msr_value)
+            : Result<void>(fail("not implemented"));
+        if (!written)
+            log_debug("vmm", "vCPU {}: WRMSR {:#x} <- {:#x}: {}, #GP", vcpu.id(), exit.msr_index, exit.msr_value,
+                      written.error().message());
+        vcpu.complete_msr_write(written.has_value());
         return true;
+    }
     case Kind::IoapicEoi:
         m_router.end_of_interrupt(exit.vector);
         return true;

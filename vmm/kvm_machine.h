@@ -6,6 +6,7 @@
 
 #include "hv/kvm.h"
 #include "vm/memory/guest_memory.h"
+#include "vmm/enlightenments.h"
 #include "vmm/interrupt_router.h"
 #include "vmm/machine.h"
 #include "vmm/platform.h"
@@ -37,7 +38,8 @@ private:
     // Everything that is rebuilt when the guest resets.
     struct Boot {
         std::unique_ptr<hv::Vm> vm;
-        std::optional<vm::GuestMemory> memory;
+        std::unique_ptr<vm::GuestMemory> memory; // stable address: the partition and devices refer to it
+        std::unique_ptr<Enlightenments> enlightenments;
         std::vector<std::unique_ptr<hv::Vcpu>> vcpus;
         std::shared_ptr<vm::IoApic> ioapic;
     };
