@@ -183,6 +183,24 @@ TEST_P(GuestBoot, TripleFaultIsReported)
     EXPECT_TRUE(contains_case_insensitive(run.process.err, "triple fault")) << run.what();
 }
 
+// The conformance client (tests/guests/vmbus_client, modelled on Linux 6.1's hv_vmbus) finds a Hyper-V host:
+// CPUID identity, synthetic MSRs, hypercall page, reference TSC page, SynIC; then negotiates VMBus 5.3 on
+// connection id 4, requests offers and unloads, all through HvPostMessage and SynIC messages.
+TEST_P(GuestBoot, HyperVEnlightenmentsAndVmbusHandshake)
+{
+    VmgenRun run = run_vmgen(generation(), "vmbus_client", {.processors = 2, .cmdline = "noshutdown"});
+    expect_passed_and_powered_off(run);
+    EXPECT_FALSE(find_line(run.lines, "hyperv detected max_leaf=0x4000000a").empty()) << run.what();
+    EXPECT_FALSE(find_line(run.lines, "hypercall page gpa=").empty()) << run.what();
+    EXPECT_NE(find_line(run.lines, "hypercall page gpa=").find("code=f3 0f 1e fa e6 e0 c3"), std::string::npos)
+        << run.what();
+    EXPECT_FALSE(find_line(run.lines, "reference tsc sequence=").empty()) << run.what();
+    EXPECT_TRUE(has_line(run.lines, "vp index=0")) << run.what();
+    EXPECT_FALSE(find_line(run.lines, "vmbus version 5.3 accepted conn_id=4").empty()) << run.what();
+    EXPECT_FALSE(find_line(run.lines, "all offers delivered").empty()) << run.what();
+    EXPECT_TRUE(has_line(run.lines, "vmbus unloaded")) << run.what();
+}
+
 TEST_P(GuestBoot, Ring3Loop)
 {
     VmgenRun run = run_vmgen(generation(), "ring3_loop");

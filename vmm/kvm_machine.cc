@@ -155,6 +155,9 @@ Result<void> KvmMachine::build_boot()
     auto tsc_offset = static_cast<int64_t>(guest_tsc - host_tsc);
     boot.enlightenments = TRY(Enlightenments::create(*boot.memory, m_config.processors, tsc_hz, tsc_offset,
                                                      m_router, nullptr));
+    // The VMBus host, reached through the partition's HvPostMessage/HvSignalEvent; both generations have it.
+    boot.vmbus = std::make_unique<vm::vmbus::VmbusServer>(*boot.memory, boot.enlightenments->partition());
+    boot.enlightenments->partition().connect_vmbus(boot.vmbus.get());
 
     if (boot.ioapic)
         TRY(m_platform->mmio().add(layout::ioapic, vm::IoApic::mmio_length, boot.ioapic));
@@ -172,6 +175,7 @@ void KvmMachine::teardown_boot()
         std::lock_guard lock(m_lock);
         m_boot.vcpus.clear();
     }
+    m_boot.vmbus.reset();
     m_boot.enlightenments.reset();
     m_boot.ioapic.reset();
     m_boot.vm.reset();

@@ -6,6 +6,7 @@
 
 #include "hv/kvm.h"
 #include "vm/memory/guest_memory.h"
+#include "vm/vmbus/server.h"
 #include "vmm/enlightenments.h"
 #include "vmm/interrupt_router.h"
 #include "vmm/machine.h"
@@ -40,6 +41,7 @@ private:
         std::unique_ptr<hv::Vm> vm;
         std::unique_ptr<vm::GuestMemory> memory; // stable address: the partition and devices refer to it
         std::unique_ptr<Enlightenments> enlightenments;
+        std::unique_ptr<vm::vmbus::VmbusServer> vmbus; // torn down first: its channel workers use the above
         std::vector<std::unique_ptr<hv::Vcpu>> vcpus;
         std::shared_ptr<vm::IoApic> ioapic;
     };

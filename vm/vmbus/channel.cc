@@ -1,0 +1,166 @@
+#include "vm/vmbus/channel.h"
+
+#include "support/log.h"
+
+#include <algorithm>
+
+namespace vmgen::vm::vmbus {
+
+namespace wire = protocols::vmbus;
+
+ServerChannel::ServerChannel(const GuestMemory& memory, SynicGuestSide& synic, Device& device, uint32_t relid)
+    : m_memory(memory), m_synic(synic), m_device(device), m_relid(relid)
+{
+}
+
+Result<std::unique_ptr<ServerChannel>> ServerChannel::create(const GuestMemory& memory, SynicGuestSide& synic,
+                                                             Device& device, const ChannelParams& params)
+{
+    size_t pages = params.ring_pfns.size();
+    if (params.downstream_page_offset < 2 || params.downstream_page_offset > pages ||
+        pages - params.downstream_page_offset < 2)
+        return fail("ring split at page {} of {} leaves a ring without data pages", params.downstream_page_offset,
+                    pages);
+    std::unique_ptr<ServerChannel> channel(new ServerChannel(memory, synic, device, params.relid));
+    channel->m_sint = params.sint;
+    channel->m_target_vp.store(params.target_vp);
+    std::copy_n(params.user_data.begin(), std::min(params.user_data.size(), channel->m_user_data.size()),
+                channel->m_user_data.begin());
+    channel->m_reader =
+        TRY_CTX(RingReader::create(memory, params.ring_pfns.first(params.downstream_page_offset)), "inbound ring");
+    channel->m_writer =
+        TRY_CTX(RingWriter::create(memory, params.ring_pfns.subspan(params.downstream_page_offset)), "outbound ring");
+    return channel;
+}
+
+ServerChannel::~ServerChannel() { stop(); }
+
+void ServerChannel::start()
+{
+    if (!m_worker.joinable())
+        m_worker = std::thread([this] { run(); });
+}
+
+void ServerChannel::stop()
+{
+    {
+        std::lock_guard lock(m_wake_mutex);
+        m_stopping = true;
+    }
+    m_wake.notify_one();
+    if (m_worker.joinable())
+        m_worker.join();
+    std::lock_guard lock(m_send_mutex);
+    m_sending = false;
+}
+
+void ServerChannel::notify()
+{
+    {
+        std::lock_guard lock(m_wake_mutex);
+        m_signalled = true;
+    }
+    m_wake.notify_one();
+}
+
+void ServerChannel::run()
+{
+    for (;;) {
+        {
+            std::unique_lock lock(m_wake_mutex);
+            m_wake.wait(lock, [this] { return m_signalled || m_stopping; });
+            if (m_stopping)
+                return;
+            m_signalled = false;
+        }
+        if (!failed())
+            drain();
+    }
+}
+
+void ServerChannel::drain()
+{
+    m_reader.begin_read();
+    for (;;) {
+        auto next = m_reader.peek();
+        if (!next) {
+            fail_channel(next.error());
+            return;
+        }
+        if (!next->has_value()) {
+            auto more = m_reader.end_read();
+            if (!more) {
+                fail_channel(more.error());
+                return;
+            }
+            if (!*more)
+                return;
+            m_reader.begin_read();
+            continue;
+        }
+        if (m_device.on_packet(*this, **next) == PacketAction::retry) {
+            // Wait for the guest's next signal (it frees space in the host -> guest ring, or sends more).
+            auto more = m_reader.end_read();
+            if (!more)
+                fail_channel(more.error());
+            return;
+        }
+        m_reader.consume();
+        auto signal = m_reader.commit();
+        if (!signal) {
+            fail_channel(signal.error());
+            return;
+        }
+        if (*signal)
+            signal_guest();
+        {
+            std::lock_guard lock(m_wake_mutex);
+            if (m_stopping)
+                return;
+        }
+    }
+}
+
+void ServerChannel::fail_channel(const Error& error)
+{
+    if (m_failed.exchange(true))
+        return;
+    log_warn("vmbus", "channel {}: {}; channel stopped until the guest closes it", m_relid, error.message());
+}
+
+void ServerChannel::signal_guest()
+{
+    uint32_t vp = m_target_vp.load(std::memory_order_relaxed);
+    if (!m_synic.signal_event(vp, m_sint, m_relid)) {
+        if (m_signal_failures.fetch_add(1) < 8)
+            log_warn("vmbus", "channel {}: cannot signal VP {} SINT {}", m_relid, vp, m_sint);
+    }
+}
+
+Result<void> ServerChannel::send_packet(uint16_t type, uint16_t flags, uint64_t trans_id,
+                                        std::span<const uint8_t> header, std::span<const uint8_t> payload)
+{
+    RingWriter::WriteStatus status;
+    {
+        std::lock_guard lock(m_send_mutex);
+        if (!m_sending)
+            return fail("channel {} closed", m_relid);
+        if (failed())
+            return fail("channel {} failed", m_relid);
+        auto written = m_writer.write(type, flags, trans_id, header, payload);
+        if (!written) {
+            // A packet that can never fit is the device's mistake; anything else is the guest corrupting the ring.
+            if (written.error().message().starts_with("ring corrupt"))
+                fail_channel(written.error());
+            return fail(written.error());
+        }
+        status = *written;
+    }
+    if (status == RingWriter::WriteStatus::full)
+        return fail("ring full");
+    if (status == RingWriter::WriteStatus::written_signal)
+        signal_guest();
+    return {};
+}
+
+} // namespace vmgen::vm::vmbus
