@@ -163,6 +163,10 @@ Options:
   --com1 TARGET           stdio, file:FILE, unix:SOCKET or none. Default none.
   --com2 TARGET           Default none.
   --on-reset restart|exit Default restart.
+  --vmbus-echo            Also offer a diagnostic VMBus echo device (not a Hyper-V device; no
+                          Linux driver binds to it): it echoes every packet, for ring benchmarks.
+  --stats                 On exit, print the run's statistics on stderr (uptime, vCPU time, VM
+                          exits by kind) as one "vmgen: stats: key=value ..." line.
 )",
             cmd_run},
 };

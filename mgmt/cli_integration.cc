@@ -19,8 +19,8 @@ struct ServiceRow {
 };
 
 // PrimaryStatusDescription: empty while the VM is Off or the service is disabled. In a VM that is not Off,
-// the heartbeat is what the worker reports; the machine reports nothing yet for the other services, so they
-// show "No Contact".
+// the heartbeat and the shutdown service are what the worker reports; the other services have no VMBus device
+// yet, so they show "No Contact".
 std::string primary_status(const IntegrationServiceInfo& service, bool enabled, const VmRuntime& runtime)
 {
     if (runtime.state == VmState::Off || !enabled)
@@ -33,6 +33,8 @@ std::string primary_status(const IntegrationServiceInfo& service, bool enabled, 
             return {};
         return *runtime.heartbeat;
     }
+    if (service.enabled == &vmm::IntegrationServices::shutdown)
+        return runtime.shutdown_service.value_or("No Contact");
     return "No Contact";
 }
 

@@ -233,8 +233,9 @@ Result<int> stop_vm(std::span<const std::string> args, std::ostream& out, const 
     return kill_worker(store, name, pid, out, context);
 }
 
-constexpr OptionSpec run_options[] = {{"generation"}, {"memory"}, {"processors"}, {"kernel"}, {"initrd"},
-                                      {"cmdline"},    {"com1"},   {"com2"},       {"on-reset"}};
+constexpr OptionSpec run_options[] = {{"generation"}, {"memory"}, {"processors"}, {"kernel"},
+                                      {"initrd"},     {"cmdline"}, {"com1"},     {"com2"},
+                                      {"on-reset"},   {"vmbus-echo", false}, {"stats", false}};
 
 Result<int> run(std::span<const std::string> args, std::ostream& out, std::ostream& err, const CliContext& context)
 {
@@ -267,6 +268,7 @@ Result<int> run(std::span<const std::string> args, std::ostream& out, std::ostre
         config.com[1] = TRY_CTX(parse_com_port(*com2), "--com2");
     if (const auto* on_reset = parsed.value("on-reset"))
         config.on_reset = TRY(parse_reset_action(*on_reset));
+    config.vmbus_echo_device = parsed.flag("vmbus-echo");
     if (!context.machine_factory)
         return fail("no virtual machine monitor is available");
 
@@ -290,6 +292,14 @@ Result<int> run(std::span<const std::string> args, std::ostream& out, std::ostre
         return fail(std::move(outcome).error());
     if (auto text = describe_outcome(vmm::to_string(outcome->reason), outcome->detail); !text.empty())
         err << "vmgen: " << text << '\n';
+    if (parsed.flag("stats")) {
+        auto stats = machine->stats();
+        err << fmt::format("vmgen: stats: uptime_ns={} vcpu_cpu_ns={} exits={} port_io={} mmio={} msr={} "
+                           "hypercall={} other={}\n",
+                           stats.uptime.count(), stats.vcpu_cpu_time.count(), stats.exits.total(),
+                           stats.exits.port_io, stats.exits.mmio, stats.exits.msr, stats.exits.hypercall,
+                           stats.exits.other);
+    }
     return vmm::exit_status(*outcome);
 }
 

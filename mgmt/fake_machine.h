@@ -68,6 +68,12 @@ public:
     Result<vmm::RunOutcome> run() override;
     void turn_off() override;
     void press_power_button() override;
+    // The fake guest has no shutdown integration service: like a guest without it, it gets the power button.
+    ShutdownMethod request_shutdown() override
+    {
+        press_power_button();
+        return ShutdownMethod::PowerButton;
+    }
     [[nodiscard]] vmm::MachineStats stats() const override;
     [[nodiscard]] const vmm::MachineConfig& config() const override { return m_config; }
 

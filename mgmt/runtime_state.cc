@@ -82,6 +82,13 @@ Result<std::optional<LastExit>> read_last_exit(const std::filesystem::path& dir)
     return std::optional<LastExit>(std::move(*parsed));
 }
 
+std::string describe_guest_crash(const std::array<uint64_t, 5>& params)
+{
+    return fmt::format("The guest operating system reported that it failed with the following error codes: "
+                       "ErrorCode0: {:#x}, ErrorCode1: {:#x}, ErrorCode2: {:#x}, ErrorCode3: {:#x}, ErrorCode4: {:#x}",
+                       params[0], params[1], params[2], params[3], params[4]);
+}
+
 std::string describe_last_exit(const LastExit& last_exit)
 {
     auto with_detail = [&](std::string_view what) {
@@ -90,6 +97,8 @@ std::string describe_last_exit(const LastExit& last_exit)
     const auto& reason = last_exit.reason;
     if (reason == "power-off" || reason == "turned-off" || reason == "reset")
         return normal_status;
+    if (reason == "guest-crashed")
+        return last_exit.detail;
     if (reason == "triple-fault")
         return with_detail("The guest triple-faulted");
     if (reason == "internal-error")
@@ -184,6 +193,19 @@ VmRuntime inspect_runtime(const std::filesystem::path& dir, std::string_view nam
         runtime.cpu_usage_percent = r.value("cpu_usage_percent", 0u);
         if (auto heartbeat = r.find("heartbeat"); heartbeat != r.end() && heartbeat->is_string())
             runtime.heartbeat = heartbeat->get<std::string>();
+        if (auto shutdown = r.find("shutdown_service"); shutdown != r.end() && shutdown->is_string())
+            runtime.shutdown_service = shutdown->get<std::string>();
+        if (auto crash = r.find("guest_crash"); crash != r.end() && crash->is_array() && crash->size() == 5) {
+            std::array<uint64_t, 5> params{};
+            bool numbers = true;
+            for (size_t i = 0; i < 5; ++i) {
+                numbers = numbers && (*crash)[i].is_number_unsigned();
+                if (numbers)
+                    params[i] = (*crash)[i].get<uint64_t>();
+            }
+            if (numbers)
+                runtime.status = describe_guest_crash(params);
+        }
         return runtime;
     }
 

@@ -11,6 +11,7 @@
 
 #include <sys/types.h>
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -67,7 +68,13 @@ struct VmRuntime {
     // The heartbeat as the worker reports it (vmm::to_string(HeartbeatState): "OK", "No Contact", ...);
     // empty when Off or when the worker did not say.
     std::optional<std::string> heartbeat;
+    // The shutdown integration service as the worker reports it ("OK" once the guest negotiated it).
+    std::optional<std::string> shutdown_service;
 };
+
+// Hyper-V's text for a guest crash report (the five crash parameters), e.g. "The guest operating system
+// reported that it failed with the following error codes: ErrorCode0: 0x1e, ErrorCode1: 0x0, ...".
+std::string describe_guest_crash(const std::array<uint64_t, 5>& params);
 
 // Derives the state from the runtime files in `dir`, asking a live worker for its figures over the control
 // socket (waiting at most control_timeout).

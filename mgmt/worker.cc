@@ -167,6 +167,8 @@ int run_worker(const Store& store, std::string_view name, const MachineFactory& 
                 {"processors", machine->config().processors},
                 {"resets", stats.resets},
                 {"heartbeat", std::string(vmm::to_string(stats.heartbeat))},
+                {"shutdown_service", stats.shutdown_service_ready ? "OK" : "No Contact"},
+                {"guest_crash", stats.guest_crash ? json(*stats.guest_crash) : json(nullptr)},
                 {"pid", ::getpid()},
             };
         }
@@ -177,9 +179,10 @@ int run_worker(const Store& store, std::string_view name, const MachineFactory& 
             return {{"ok", true}};
         }
         if (op == "shutdown") {
-            log_info("worker", "VM '{}': pressing the power button", name);
-            machine->press_power_button();
-            return {{"ok", true}};
+            bool ic = machine->request_shutdown() == vmm::Machine::ShutdownMethod::IntegrationService;
+            log_info("worker", "VM '{}': asked the guest to shut down ({})", name,
+                     ic ? "shutdown integration service" : "ACPI power button");
+            return {{"ok", true}, {"method", ic ? "integration-service" : "power-button"}};
         }
         return {{"ok", false}, {"error", fmt::format("unknown op '{}'", op)}};
     };
@@ -199,6 +202,7 @@ int run_worker(const Store& store, std::string_view name, const MachineFactory& 
         outcome = machine->run();
     (*control)->stop();
     running_machine.store(nullptr);
+    auto guest_crash = machine->stats().guest_crash;
     machine.reset();
 
     int status = 1;
@@ -208,7 +212,10 @@ int run_worker(const Store& store, std::string_view name, const MachineFactory& 
     } else {
         status = vmm::exit_status(*outcome);
         log_info("worker", "VM '{}' stopped: {} {}", name, vmm::to_string(outcome->reason), outcome->detail);
-        record_exit(dir, name, std::string(vmm::to_string(outcome->reason)), status, outcome->detail);
+        if (guest_crash)
+            record_exit(dir, name, "guest-crashed", status, describe_guest_crash(*guest_crash));
+        else
+            record_exit(dir, name, std::string(vmm::to_string(outcome->reason)), status, outcome->detail);
     }
     remove_pid_file();
     return status;

@@ -25,6 +25,7 @@ struct RunOptions {
     std::string kernel{};           // default: guest_path(guest)
     std::string initrd{};           // --initrd, when not empty
     const char* cmdline = nullptr;  // --cmdline, when not null
+    bool vmbus_echo = false;        // --vmbus-echo
 };
 
 VmgenRun run_vmgen(int generation, std::string_view guest, const RunOptions& options = {})
@@ -51,6 +52,8 @@ VmgenRun run_vmgen(int generation, std::string_view guest, const RunOptions& opt
         argv.emplace_back("--cmdline");
         argv.emplace_back(options.cmdline);
     }
+    if (options.vmbus_echo)
+        argv.emplace_back("--vmbus-echo");
     VmgenRun run;
     run.process = run_process(argv, 120s);
     run.serial = read_text_file(serial_path);
@@ -185,7 +188,8 @@ TEST_P(GuestBoot, TripleFaultIsReported)
 
 // The conformance client (tests/guests/vmbus_client, modelled on Linux 6.1's hv_vmbus) finds a Hyper-V host:
 // CPUID identity, synthetic MSRs, hypercall page, reference TSC page, SynIC; then negotiates VMBus 5.3 on
-// connection id 4, requests offers and unloads, all through HvPostMessage and SynIC messages.
+// connection id 4, gets the shutdown and heartbeat offers, opens both channels (ring GPADLs), splits a
+// 64-page GPADL over header and body messages, negotiates both integration services, closes and unloads.
 TEST_P(GuestBoot, HyperVEnlightenmentsAndVmbusHandshake)
 {
     VmgenRun run = run_vmgen(generation(), "vmbus_client", {.processors = 2, .cmdline = "noshutdown"});
@@ -197,8 +201,30 @@ TEST_P(GuestBoot, HyperVEnlightenmentsAndVmbusHandshake)
     EXPECT_FALSE(find_line(run.lines, "reference tsc sequence=").empty()) << run.what();
     EXPECT_TRUE(has_line(run.lines, "vp index=0")) << run.what();
     EXPECT_FALSE(find_line(run.lines, "vmbus version 5.3 accepted conn_id=4").empty()) << run.what();
-    EXPECT_FALSE(find_line(run.lines, "all offers delivered").empty()) << run.what();
+    EXPECT_TRUE(has_line(run.lines, "all offers delivered count=2")) << run.what();
+    EXPECT_FALSE(find_line(run.lines, "channel shutdown open").empty()) << run.what();
+    EXPECT_FALSE(find_line(run.lines, "channel heartbeat open").empty()) << run.what();
+    EXPECT_FALSE(find_line(run.lines, "gpadl id=0xe1e12 relid=1 pages=64 created (header 26 pfns + 2 body messages)")
+                     .empty())
+        << run.what();
+    EXPECT_FALSE(find_line(run.lines, "ic shutdown negotiated fw=3.0 msg=3.2").empty()) << run.what();
+    EXPECT_FALSE(find_line(run.lines, "ic heartbeat negotiated fw=3.0 msg=3.0").empty()) << run.what();
     EXPECT_TRUE(has_line(run.lines, "vmbus unloaded")) << run.what();
+}
+
+// The ring benchmark's guest (tests/guests/vmbus_ring_bench) as a functional check of the echo device and the
+// ring rules: 1000 packets of 64 B and 4 KiB, unbatched, batched and pipelined, every echo checked (order,
+// type, length, payload) in ring 3, HvSignalEvent through the kit's ring-3 gate.
+TEST_P(GuestBoot, VmbusRingEchoesPackets)
+{
+    for (const char* mode : {"mode=unbatched", "mode=batched", "mode=pipelined"}) {
+        std::string cmdline = std::string("packets=1000 ") + mode;
+        VmgenRun run = run_vmgen(generation(), "vmbus_ring_bench", {.cmdline = cmdline.c_str(), .vmbus_echo = true});
+        expect_passed_and_powered_off(run);
+        for (const char* size : {"64", "4096"})
+            EXPECT_FALSE(find_line(run.lines, std::string("ring size=") + size + " " + mode + " packets=1000 ").empty())
+                << run.what();
+    }
 }
 
 TEST_P(GuestBoot, Ring3Loop)

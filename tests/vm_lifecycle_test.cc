@@ -127,6 +127,60 @@ TEST_P(VmLifecycle, KilledWorkerShowsOffWithAReason)
     EXPECT_EQ(get_vm().value("State", ""), "Running");
 }
 
+// A guest that reports a crash through the Hyper-V crash MSRs: get-vm's Status says so while it runs (like
+// Hyper-V's guest crash event) and after it stops.
+TEST_P(VmLifecycle, GuestCrashReportShowsInStatus)
+{
+    ASSERT_EQ(vmgen({"set-vm", "vm1", "--kernel", guest_path("guest_crash")}).exit_status, 0);
+    ASSERT_EQ(vmgen({"start-vm", "vm1"}).exit_status, 0);
+    ASSERT_TRUE(wait_for_serial("crash reported")) << read_text_file(m_serial);
+    auto vm = get_vm();
+    EXPECT_EQ(vm.value("State", ""), "Running") << vm.dump();
+    const std::string expected = "The guest operating system reported that it failed with the following error "
+                                 "codes: ErrorCode0: 0x1e, ErrorCode1: 0xffffffffc0000005, ErrorCode2: "
+                                 "0xfffff80000001234, ErrorCode3: 0x0, ErrorCode4: 0xdeadbeef";
+    EXPECT_EQ(vm.value("Status", ""), expected) << vm.dump();
+    ASSERT_EQ(vmgen({"stop-vm", "vm1"}).exit_status, 0);
+    vm = get_vm();
+    EXPECT_EQ(vm.value("State", ""), "Off") << vm.dump();
+    EXPECT_EQ(vm.value("Status", ""), expected) << vm.dump();
+}
+
+// The VMBus conformance guest (Linux 6.1's hv_vmbus + hv_utils, replayed) negotiates the shutdown and
+// heartbeat integration services: get-vm shows Heartbeat OK, get-vmintegrationservice shows both OK, and
+// stop-vm shuts the guest down through the shutdown service (not the power button).
+TEST_P(VmLifecycle, StopVmUsesTheShutdownIntegrationService)
+{
+    ASSERT_EQ(vmgen({"set-vm", "vm1", "--kernel", guest_path("vmbus_client")}).exit_status, 0);
+    ASSERT_EQ(vmgen({"start-vm", "vm1"}).exit_status, 0);
+    ASSERT_TRUE(wait_for_serial("ic shutdown negotiated fw=3.0 msg=3.2 (host offered fw=3.0,1.0 msg=3.2,3.1,3.0,1.0)"))
+        << read_text_file(m_serial);
+    // Heartbeats are sent every second; the guest answers them.
+    nlohmann::json vm;
+    for (int i = 0; i < 100; ++i) {
+        vm = get_vm();
+        if (vm.value("Heartbeat", nlohmann::json()).is_string() && vm["Heartbeat"] == "OK")
+            break;
+        std::this_thread::sleep_for(50ms);
+    }
+    EXPECT_EQ(vm.value("Heartbeat", nlohmann::json()), "OK") << vm.dump();
+    auto services = vmgen({"get-vmintegrationservice", "vm1", "--format", "json"});
+    auto parsed = nlohmann::json::parse(services.out, nullptr, false);
+    ASSERT_TRUE(parsed.is_array()) << services.out;
+    for (const auto& service : parsed) {
+        if (service["Name"] == "Heartbeat" || service["Name"] == "Shutdown") {
+            EXPECT_EQ(service["PrimaryStatusDescription"], "OK") << service.dump();
+        }
+    }
+    ASSERT_TRUE(wait_for_serial("waiting for shutdown request (timeout 60 s)")) << read_text_file(m_serial);
+    auto stopped = vmgen({"stop-vm", "vm1", "--timeout", "30"});
+    EXPECT_EQ(stopped.exit_status, 0) << stopped.err;
+    auto lines = guest_lines(read_text_file(m_serial));
+    EXPECT_TRUE(has_line(lines, "shutdown requested (flags=0)")) << read_text_file(m_serial);
+    EXPECT_EQ(guest_result(lines), "PASS") << read_text_file(m_serial);
+    EXPECT_EQ(get_vm().value("State", ""), "Off");
+}
+
 INSTANTIATE_TEST_SUITE_P(Generations, VmLifecycle, ::testing::Values(1, 2),
                          [](const auto& param_info) { return "Gen" + std::to_string(param_info.param); });
 

@@ -2,6 +2,7 @@
 
 #include "support/log.h"
 #include "vm/acpi/tables.h"
+#include "vm/vmbus/echo_device.h"
 #include "vmm/boot/kernel_loader.h"
 #include "vmm/boot/layout.h"
 #include "vmm/cpuid.h"
@@ -158,10 +159,35 @@ Result<void> KvmMachine::build_boot()
     // The VMBus host, reached through the partition's HvPostMessage/HvSignalEvent; both generations have it.
     boot.vmbus = std::make_unique<vm::vmbus::VmbusServer>(*boot.memory, boot.enlightenments->partition());
     boot.enlightenments->partition().connect_vmbus(boot.vmbus.get());
+    // Integration services, as enabled for this VM (Hyper-V's defaults: all but the guest service interface).
+    // Instance ids are fixed per service, as the guest sees one of each.
+    const auto& services = m_config.integration_services;
+    if (services.shutdown) {
+        auto device = std::make_unique<vm::ic::ShutdownDevice>(
+            protocols::vmbus::guid("b6650ff7-33bc-4840-8048-e0676786f393"));
+        boot.shutdown = device.get();
+        TRY_CTX(boot.vmbus->add_device(*device), "offering the shutdown integration service");
+        boot.vmbus_devices.push_back(std::move(device));
+    }
+    if (services.heartbeat) {
+        auto device = std::make_unique<vm::ic::HeartbeatDevice>(
+            protocols::vmbus::guid("2dd1ce17-079e-403c-b352-a1921ee207ee"));
+        boot.heartbeat = device.get();
+        TRY_CTX(boot.vmbus->add_device(*device), "offering the heartbeat integration service");
+        device->start_timer();
+        boot.vmbus_devices.push_back(std::move(device));
+    }
+    if (m_config.vmbus_echo_device) {
+        auto echo = std::make_unique<vm::vmbus::EchoDevice>(
+            protocols::vmbus::guid("c0ffee00-7e57-4d0c-9a5e-00000000e540"));
+        TRY_CTX(boot.vmbus->add_device(*echo), "offering the VMBus echo device");
+        boot.vmbus_devices.push_back(std::move(echo));
+    }
 
     if (boot.ioapic)
         TRY(m_platform->mmio().add(layout::ioapic, vm::IoApic::mmio_length, boot.ioapic));
     m_router.attach(boot.vm.get(), boot.ioapic.get());
+    std::lock_guard lock(m_lock); // stats() reads m_boot from other threads
     m_boot = std::move(boot);
     return {};
 }
@@ -175,8 +201,18 @@ void KvmMachine::teardown_boot()
         std::lock_guard lock(m_lock);
         m_boot.vcpus.clear();
     }
-    m_boot.vmbus.reset();
-    m_boot.enlightenments.reset();
+    {
+        std::lock_guard lock(m_lock); // stats() and request_shutdown() use the devices and the partition
+        m_boot.vmbus.reset();
+        m_boot.shutdown = nullptr;
+        m_boot.heartbeat = nullptr;
+        m_boot.vmbus_devices.clear();
+        if (m_boot.enlightenments) {
+            if (auto crash = m_boot.enlightenments->partition().crash())
+                m_guest_crash = crash->params;
+        }
+        m_boot.enlightenments.reset();
+    }
     m_boot.ioapic.reset();
     m_boot.vm.reset();
     m_boot.memory.reset();
@@ -200,6 +236,21 @@ void KvmMachine::turn_off() { request_stop(StopReason::TurnedOff, "turned off");
 
 void KvmMachine::press_power_button() { m_platform->press_power_button(); }
 
+Machine::ShutdownMethod KvmMachine::request_shutdown()
+{
+    {
+        std::lock_guard lock(m_lock);
+        if (m_boot.shutdown != nullptr && m_boot.shutdown->negotiated()) {
+            if (auto r = m_boot.shutdown->request_shutdown(false, "vmgen stop-vm"); r)
+                return ShutdownMethod::IntegrationService;
+            else
+                log_warn("vmm", "shutdown integration service: {}; pressing the power button", r.error().message());
+        }
+    }
+    press_power_button();
+    return ShutdownMethod::PowerButton;
+}
+
 Result<RunOutcome> KvmMachine::run()
 {
     m_started = std::chrono::steady_clock::now();
@@ -215,7 +266,10 @@ Result<RunOutcome> KvmMachine::run()
 
         // vCPU threads block every signal but the kick, so the CLI's own handlers run elsewhere.
         std::vector<std::thread> threads;
-        std::vector<clockid_t> clocks(m_boot.vcpus.size());
+        {
+            std::lock_guard lock(m_lock);
+            m_vcpu_clocks.assign(m_boot.vcpus.size(), std::nullopt);
+        }
         std::mutex started_lock;
         std::condition_variable started_cv;
         size_t started = 0;
@@ -226,7 +280,11 @@ Result<RunOutcome> KvmMachine::run()
                 sigfillset(&set);
                 sigdelset(&set, hv::kick_signal());
                 pthread_sigmask(SIG_SETMASK, &set, nullptr);
-                pthread_getcpuclockid(pthread_self(), &clocks[i]);
+                clockid_t clock{};
+                if (pthread_getcpuclockid(pthread_self(), &clock) == 0) {
+                    std::lock_guard lock(m_lock);
+                    m_vcpu_clocks[i] = clock;
+                }
                 m_boot.vcpus[i]->bind_to_current_thread();
                 {
                     std::lock_guard lock(started_lock);
@@ -236,15 +294,16 @@ Result<RunOutcome> KvmMachine::run()
                 vcpu_thread(*m_boot.vcpus[i]);
                 std::lock_guard lock(m_lock); // kicks happen under m_lock: never signal an exited thread
                 m_boot.vcpus[i]->unbind_thread();
+                // This thread's CPU time moves to the total before its clock goes away with it.
+                timespec ts{};
+                if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) == 0)
+                    m_previous_boots_cpu += std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec);
+                m_vcpu_clocks[i].reset();
             });
         }
         {
             std::unique_lock lock(started_lock);
             started_cv.wait(lock, [&] { return started == threads.size(); });
-        }
-        {
-            std::lock_guard lock(m_lock);
-            m_vcpu_clocks = clocks;
         }
 
         RunOutcome outcome;
@@ -261,15 +320,6 @@ Result<RunOutcome> KvmMachine::run()
         for (auto& t : threads)
             t.join();
 
-        {
-            std::lock_guard lock(m_lock);
-            for (auto clock : m_vcpu_clocks) {
-                timespec ts{};
-                if (clock_gettime(clock, &ts) == 0)
-                    m_previous_boots_cpu += std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec);
-            }
-            m_vcpu_clocks.clear();
-        }
         m_running = false;
 
         if (outcome.reason == StopReason::Reset && m_config.on_reset == ResetAction::Restart) {
@@ -314,9 +364,11 @@ Result<bool> KvmMachine::handle_exit(hv::Vcpu& vcpu, const hv::VcpuExit& exit)
     switch (exit.kind) {
     case Kind::Io:
         if (exit.write && exit.address == Enlightenments::hypercall_port && exit.size == 1 && exit.count == 1) {
+            m_exits.hypercall.fetch_add(1, std::memory_order_relaxed);
             TRY_CTX(m_boot.enlightenments->hypercall(vcpu), "vCPU {} hypercall", vcpu.id());
             return true;
         }
+        m_exits.port_io.fetch_add(1, std::memory_order_relaxed);
         for (uint32_t i = 0; i < exit.count; ++i) {
             auto chunk = exit.data.subspan(size_t{i} * exit.size, exit.size);
             if (exit.write)
@@ -326,12 +378,14 @@ Result<bool> KvmMachine::handle_exit(hv::Vcpu& vcpu, const hv::VcpuExit& exit)
         }
         return true;
     case Kind::Mmio:
+        m_exits.mmio.fetch_add(1, std::memory_order_relaxed);
         if (exit.write)
             m_platform->mmio().write(exit.address, exit.data);
         else
             m_platform->mmio().read(exit.address, exit.data);
         return true;
     case Kind::MsrRead: {
+        m_exits.msr.fetch_add(1, std::memory_order_relaxed);
         // Synthetic MSRs go to the Hyper-V partition; any other MSR KVM left to us does not exist: #GP,
         // as on hardware without it.
         auto value = vm::hyperv::Partition::handles_msr(exit.msr_index)
@@ -343,6 +397,7 @@ Result<bool> KvmMachine::handle_exit(hv::Vcpu& vcpu, const hv::VcpuExit& exit)
         return true;
     }
     case Kind::MsrWrite: {
+        m_exits.msr.fetch_add(1, std::memory_order_relaxed);
         auto written = vm::hyperv::Partition::handles_msr(exit.msr_index)
             ? m_boot.enlightenments->partition().write_msr(vcpu.id(), exit.msr_index, exit.msr_value)
             : Result<void>(fail("not implemented"));
@@ -353,6 +408,7 @@ Result<bool> KvmMachine::handle_exit(hv::Vcpu& vcpu, const hv::VcpuExit& exit)
         return true;
     }
     case Kind::IoapicEoi:
+        m_exits.other.fetch_add(1, std::memory_order_relaxed);
         m_router.end_of_interrupt(exit.vector);
         return true;
     case Kind::Interrupted:
@@ -388,20 +444,44 @@ Result<bool> KvmMachine::handle_exit(hv::Vcpu& vcpu, const hv::VcpuExit& exit)
 MachineStats KvmMachine::stats() const
 {
     MachineStats s;
+    s.exits.port_io = m_exits.port_io.load(std::memory_order_relaxed);
+    s.exits.mmio = m_exits.mmio.load(std::memory_order_relaxed);
+    s.exits.msr = m_exits.msr.load(std::memory_order_relaxed);
+    s.exits.hypercall = m_exits.hypercall.load(std::memory_order_relaxed);
+    s.exits.other = m_exits.other.load(std::memory_order_relaxed);
     std::lock_guard lock(m_lock);
     if (m_started != std::chrono::steady_clock::time_point{})
         s.uptime = std::chrono::steady_clock::now() - m_started;
     s.vcpu_cpu_time = m_previous_boots_cpu;
     for (auto clock : m_vcpu_clocks) {
         timespec ts{};
-        if (clock_gettime(clock, &ts) == 0)
+        if (clock && clock_gettime(*clock, &ts) == 0)
             s.vcpu_cpu_time += std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec);
     }
     s.memory_assigned_bytes = m_config.memory_bytes;
+    s.guest_crash = m_guest_crash;
+    if (m_boot.enlightenments) {
+        if (auto crash = m_boot.enlightenments->partition().crash())
+            s.guest_crash = crash->params;
+    }
     s.resets = m_resets;
-    // The heartbeat integration service is not offered yet (VMBus devices come next): the guest can only
-    // be out of contact, unless the service is disabled.
-    s.heartbeat = m_config.integration_services.heartbeat ? HeartbeatState::NoContact : HeartbeatState::Disabled;
+    s.shutdown_service_ready = m_boot.shutdown != nullptr && m_boot.shutdown->negotiated();
+    s.heartbeat = HeartbeatState::Disabled;
+    if (m_config.integration_services.heartbeat) {
+        s.heartbeat = HeartbeatState::NoContact;
+        if (m_boot.heartbeat != nullptr) {
+            switch (m_boot.heartbeat->status()) {
+            case vm::ic::HeartbeatStatus::NoContact:
+                break;
+            case vm::ic::HeartbeatStatus::Ok:
+                s.heartbeat = HeartbeatState::Ok;
+                break;
+            case vm::ic::HeartbeatStatus::LostCommunication:
+                s.heartbeat = HeartbeatState::LostCommunication;
+                break;
+            }
+        }
+    }
     return s;
 }
 

@@ -6,6 +6,8 @@
 
 #include "hv/kvm.h"
 #include "vm/memory/guest_memory.h"
+#include "vm/ic/heartbeat_device.h"
+#include "vm/ic/shutdown_device.h"
 #include "vm/vmbus/server.h"
 #include "vmm/enlightenments.h"
 #include "vmm/interrupt_router.h"
@@ -29,6 +31,7 @@ public:
     Result<RunOutcome> run() override;
     void turn_off() override;
     void press_power_button() override;
+    ShutdownMethod request_shutdown() override;
     [[nodiscard]] MachineStats stats() const override;
     [[nodiscard]] const MachineConfig& config() const override { return m_config; }
 
@@ -41,6 +44,9 @@ private:
         std::unique_ptr<hv::Vm> vm;
         std::unique_ptr<vm::GuestMemory> memory; // stable address: the partition and devices refer to it
         std::unique_ptr<Enlightenments> enlightenments;
+        std::vector<std::unique_ptr<vm::vmbus::Device>> vmbus_devices; // outlive the server, which uses them
+        vm::ic::ShutdownDevice* shutdown = nullptr;   // in vmbus_devices when the service is enabled
+        vm::ic::HeartbeatDevice* heartbeat = nullptr; // likewise
         std::unique_ptr<vm::vmbus::VmbusServer> vmbus; // torn down first: its channel workers use the above
         std::vector<std::unique_ptr<hv::Vcpu>> vcpus;
         std::shared_ptr<vm::IoApic> ioapic;
@@ -62,10 +68,15 @@ private:
     std::condition_variable m_stop_cv;
     std::optional<RunOutcome> m_stop; // set once per boot
     std::atomic<bool> m_running{false};
-    std::vector<clockid_t> m_vcpu_clocks;
+    std::vector<std::optional<clockid_t>> m_vcpu_clocks; // running vCPU threads' CPU clocks
     std::chrono::steady_clock::time_point m_started{};
     std::chrono::nanoseconds m_previous_boots_cpu{0};
     unsigned m_resets = 0;
+    struct ExitCounters {
+        std::atomic<uint64_t> port_io{0}, mmio{0}, msr{0}, hypercall{0}, other{0};
+    };
+    ExitCounters m_exits;
+    std::optional<std::array<uint64_t, 5>> m_guest_crash; // from boots already torn down
 };
 
 } // namespace vmgen::vmm

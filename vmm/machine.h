@@ -11,7 +11,9 @@
 #include "support/result.h"
 #include "vmm/machine_config.h"
 
+#include <array>
 #include <chrono>
+#include <optional>
 #include <memory>
 #include <string>
 
@@ -50,6 +52,20 @@ struct MachineStats {
     uint64_t memory_assigned_bytes = 0;
     unsigned resets = 0;
     HeartbeatState heartbeat = HeartbeatState::NoContact;
+    // The guest negotiated the shutdown integration service (stop-vm can ask it to shut down).
+    bool shutdown_service_ready = false;
+    // VM exits handled in userspace since the machine started, all vCPUs: the cost model of every device.
+    struct Exits {
+        uint64_t port_io = 0;   // port I/O, hypercalls excluded
+        uint64_t mmio = 0;
+        uint64_t msr = 0;
+        uint64_t hypercall = 0; // the Hyper-V hypercall page's port-I/O stub
+        uint64_t other = 0;     // EOI exits, kicks, ...
+        [[nodiscard]] uint64_t total() const { return port_io + mmio + msr + hypercall + other; }
+    };
+    Exits exits{};
+    // The guest's last crash report through the Hyper-V crash MSRs (P0-P4), like Hyper-V's guest crash event.
+    std::optional<std::array<uint64_t, 5>> guest_crash;
 };
 
 class Machine {
@@ -65,6 +81,11 @@ public:
     virtual void turn_off() = 0;
     // Presses the ACPI power button (a guest with an ACPI OS shuts down in response).
     virtual void press_power_button() = 0;
+
+    // Asks the guest to shut down as Hyper-V's Stop-VM does: through the shutdown integration service when
+    // the guest has negotiated it, else by pressing the ACPI power button. Says which it used.
+    enum class ShutdownMethod { IntegrationService, PowerButton };
+    virtual ShutdownMethod request_shutdown() = 0;
 
     [[nodiscard]] virtual MachineStats stats() const = 0;
     [[nodiscard]] virtual const MachineConfig& config() const = 0;

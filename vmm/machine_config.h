@@ -41,6 +41,8 @@ struct MachineConfig {
     std::array<SerialPortConfig, 2> com{}; // COM1, COM2
     ResetAction on_reset = ResetAction::Restart;
     IntegrationServices integration_services{};
+    // Offers the diagnostic VMBus echo device (vm/vmbus/echo_device.h) too: for ring benchmarks and tests.
+    bool vmbus_echo_device = false;
 };
 
 } // namespace vmgen::vmm

@@ -50,10 +50,11 @@ protected:
 
     GuestMemory memory;
     FakeSynic synic;
-    VmbusServer server;
-    ScriptedGuest guest;
+    // The devices outlive the server: its destructor closes open channels, calling their on_close().
     EchoDevice echo_a {instance_a};
     EchoDevice echo_b {instance_b};
+    VmbusServer server;
+    ScriptedGuest guest;
     uint32_t relid_a = 0;
 };
 

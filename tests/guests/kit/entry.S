@@ -169,6 +169,8 @@ exc_\vec:
     EXC 5,0
     /* #UD: also the ring-3 return path on hypervisors that turn a ring-3 `int n` into #UD. */
 exc_6:
+    cmpq $ring3_gate_site, (%rsp)
+    je ring3_gate
     cmpq $ring3_return_site, (%rsp)
     je kit_ring3_return
     cmpq $ring3_ud2_site, (%rsp)
@@ -293,6 +295,25 @@ ring3_return_site:
     int $KIT_RING3_RETURN_VECTOR
 ring3_ud2_site:
     ud2                         /* also returns (see exc_6) */
+
+/* ---- ring-3 gate: kit_ring3_call(nr, a, b, c) (an ordinary SysV function) executes `ud2` at
+ *      ring3_gate_site; exc_6 recognises the address and comes here on the ring-0 stack (TSS.RSP0) with the
+ *      frame {rip, cs, rflags, rsp, ss} and the caller's argument registers untouched. The handler runs with
+ *      interrupts off; its result goes back in RAX, and iretq resumes after the ud2 (at the `ret`). The
+ *      caller-saved registers are the caller's to lose (it made a function call), the callee-saved ones are
+ *      kept by the C++ handler. Works from ring 0 as well (then it is just a slow call). ---- */
+    .globl kit_ring3_call
+kit_ring3_call:
+ring3_gate_site:
+    ud2
+    ret
+
+ring3_gate:
+    sub $8, %rsp                /* the 5-quadword frame leaves RSP 8 off a 16-byte boundary */
+    call kit_ring3_gate_dispatch
+    add $8, %rsp
+    addq $2, (%rsp)             /* past the ud2 */
+    iretq
 
     .globl kit_ring3_return
 kit_ring3_return:

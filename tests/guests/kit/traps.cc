@@ -81,6 +81,16 @@ void kit_run_in_ring3(void (*fn)(void*), void* arg);
     kit::power_off();
 }
 
+kit::Ring3GateHandler kit_ring3_gate_handler = nullptr;
+uint64_t kit_ring3_gate_count = 0;
+
+// Called by the ring-3 gate (entry.S, ring3_gate) in ring 0 with the caller's arguments.
+uint64_t kit_ring3_gate_dispatch(uint64_t nr, uint64_t a, uint64_t b, uint64_t c)
+{
+    ++kit_ring3_gate_count;
+    return kit_ring3_gate_handler ? kit_ring3_gate_handler(nr, a, b, c) : ~uint64_t{0};
+}
+
 // Called by the interrupt stubs (entry.S) with the vector, on the interrupted stack, caller-saved
 // registers preserved by the stub.
 void kit_interrupt(uint64_t vector)
@@ -136,5 +146,8 @@ bool set_interrupt_handler(unsigned vector, InterruptHandler handler)
 }
 
 void run_in_ring3(void (*fn)(void*), void* arg) { kit_run_in_ring3(fn, arg); }
+
+void set_ring3_gate(Ring3GateHandler handler) { kit_ring3_gate_handler = handler; }
+uint64_t ring3_gate_calls() { return kit_ring3_gate_count; }
 
 } // namespace kit

@@ -24,4 +24,21 @@ bool set_interrupt_handler(unsigned vector, InterruptHandler handler);
 // fn returns. Interrupts stay disabled. Not reentrant, bootstrap processor only.
 void run_in_ring3(void (*fn)(void*), void* arg);
 
+// Ring-3 -> ring-0 gate (a "system call"): ring3_call(nr, a, b, c), made from ring 3 (or ring 0), traps to
+// ring 0 through a `ud2` at a fixed address that the #UD handler recognises (this works where the hypervisor
+// turns a ring-3 `int n` into #UD, too), runs the handler set with set_ring3_gate(nr, a, b, c) there with
+// interrupts off, and returns its result in ring 3. Without a handler it returns ~0. Bootstrap processor only.
+using Ring3GateHandler = uint64_t (*)(uint64_t nr, uint64_t a, uint64_t b, uint64_t c);
+void set_ring3_gate(Ring3GateHandler handler);
+uint64_t ring3_gate_calls(); // gate entries so far
+} // namespace kit
+
+extern "C" uint64_t kit_ring3_call(uint64_t nr, uint64_t a, uint64_t b, uint64_t c);
+
+namespace kit {
+inline uint64_t ring3_call(uint64_t nr, uint64_t a = 0, uint64_t b = 0, uint64_t c = 0)
+{
+    return kit_ring3_call(nr, a, b, c);
+}
+
 } // namespace kit

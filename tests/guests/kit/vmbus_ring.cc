@@ -152,6 +152,53 @@ bool ring_write(Ring& ring, uint16_t type, uint16_t flags, uint64_t trans_id, co
     return true;
 }
 
+uint32_t ring_write_index(const Ring& ring) { return ring.control->write_index; }
+
+bool ring_stage(Ring& ring, uint32_t& write, uint16_t type, uint16_t flags, uint64_t trans_id, const void* payload,
+                uint32_t length)
+{
+    uint32_t packet_len = 16 + length;
+    uint32_t aligned = (packet_len + 7) & ~7u;
+    uint32_t total = aligned + 8;
+    uint32_t read = ring.control->read_index;
+    if (write >= ring.size || read >= ring.size || (write & 7)) {
+        hv::fail("ring stage: index out of range (write=%u read_index=%u, data size %u)", write, read, ring.size);
+        return false;
+    }
+    uint32_t room = to_write(write, read, ring.size);
+    if (room <= total) {
+        hv::fail("ring stage: no room for a %u-byte packet (%u bytes free: write=%u read_index=%u)", total, room, write,
+                 read);
+        return false;
+    }
+    uint16_t desc[4] = {type, 2, static_cast<uint16_t>(aligned / 8), flags};
+    uint32_t start = write;
+    write = copy_to(ring, write, desc, 8);
+    write = copy_to(ring, write, &trans_id, 8);
+    write = copy_to(ring, write, payload, length);
+    static const uint8_t zeros[8] = {};
+    write = copy_to(ring, write, zeros, aligned - packet_len);
+    uint64_t trailer = uint64_t{start} << 32;
+    write = copy_to(ring, write, &trailer, 8);
+    return true;
+}
+
+void ring_publish(Ring& ring, uint32_t write, bool& signal_reader)
+{
+    signal_reader = false;
+    uint32_t old_write = ring.control->write_index;
+    if (write == old_write)
+        return;
+    full_barrier();
+    ring.control->write_index = write;
+    full_barrier();
+    if (ring.control->interrupt_mask)
+        return;
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    if (old_write == ring.control->read_index)
+        signal_reader = true;
+}
+
 void ring_begin_read(Ring& ring)
 {
     ring.control->interrupt_mask = 1;

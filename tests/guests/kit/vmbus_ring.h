@@ -60,6 +60,16 @@ ReadResult ring_read(Ring& ring, void* buf, uint32_t buflen, Packet& packet, boo
 bool ring_write(Ring& ring, uint16_t type, uint16_t flags, uint64_t trans_id, const void* payload,
                 uint32_t length, bool& signal_reader);
 
+// Batched writes (one write_index update and one signal decision for several packets, as Linux's
+// hv_ringbuffer_write does for the buffers of one call): ring_stage() copies a packet in at `write`, a private
+// index that starts as ring_write_index(), without publishing it (false and hv::error() when there is no room
+// for it next to what is staged already); ring_publish() makes everything staged visible and says whether to
+// signal: the ring was empty before the batch and the reader does not mask interrupts.
+uint32_t ring_write_index(const Ring& ring);
+bool ring_stage(Ring& ring, uint32_t& write, uint16_t type, uint16_t flags, uint64_t trans_id, const void* payload,
+                uint32_t length);
+void ring_publish(Ring& ring, uint32_t write, bool& signal_reader);
+
 // Reader-side interrupt masking (hv_begin_read / hv_end_read): end_read returns the bytes still unread.
 void ring_begin_read(Ring& ring);
 uint32_t ring_end_read(Ring& ring);
