@@ -1,6 +1,7 @@
 #include "kit/serial.h"
 
 #include "kit/cpu.h"
+#include "kit/format.h"
 
 namespace kit {
 
@@ -18,21 +19,6 @@ void wait_transmitter_empty()
             return; // 0xff: nothing there, do not wait for it
         pause();
     }
-}
-
-void put_unsigned(uint64_t v, unsigned base, unsigned width, char pad)
-{
-    char buf[24];
-    unsigned n = 0;
-    do {
-        unsigned d = static_cast<unsigned>(v % base);
-        buf[n++] = static_cast<char>(d < 10 ? '0' + d : 'a' + d - 10);
-        v /= base;
-    } while (v != 0);
-    while (n < width && n < sizeof buf)
-        buf[n++] = pad;
-    while (n > 0)
-        putc(buf[--n]);
 }
 
 } // namespace
@@ -67,61 +53,10 @@ void print(const char* s)
 
 void vprintf(const char* fmt, va_list ap)
 {
-    for (; *fmt; ++fmt) {
-        if (*fmt != '%') {
-            putc(*fmt);
-            continue;
-        }
-        ++fmt;
-        char pad = ' ';
-        if (*fmt == '0') {
-            pad = '0';
-            ++fmt;
-        }
-        unsigned width = 0;
-        while (*fmt >= '0' && *fmt <= '9')
-            width = width * 10 + static_cast<unsigned>(*fmt++ - '0');
-        bool is_long = false;
-        while (*fmt == 'l') {
-            is_long = true;
-            ++fmt;
-        }
-        switch (*fmt) {
-        case 's': {
-            const char* s = va_arg(ap, const char*);
-            print(s ? s : "(null)");
-            break;
-        }
-        case 'c':
-            putc(static_cast<char>(va_arg(ap, int)));
-            break;
-        case 'd': {
-            int64_t v = is_long ? va_arg(ap, long) : va_arg(ap, int);
-            uint64_t mag = static_cast<uint64_t>(v);
-            if (v < 0) {
-                putc('-');
-                mag = 0 - mag;
-            }
-            put_unsigned(mag, 10, width, pad);
-            break;
-        }
-        case 'u':
-        case 'x': {
-            uint64_t v = is_long ? va_arg(ap, unsigned long) : va_arg(ap, unsigned);
-            put_unsigned(v, *fmt == 'x' ? 16 : 10, width, pad);
-            break;
-        }
-        case '%':
-            putc('%');
-            break;
-        case '\0':
-            return;
-        default:
-            putc('%');
-            putc(*fmt);
-            break;
-        }
-    }
+    // One formatter for the kit (format.cc); a line longer than the buffer is cut, never overrun.
+    char buffer[1024];
+    vformat(buffer, sizeof buffer, fmt, ap);
+    print(buffer);
 }
 
 void printf(const char* fmt, ...)
