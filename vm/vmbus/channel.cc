@@ -1,6 +1,10 @@
 #include "vm/vmbus/channel.h"
 
+#include "support/errno_error.h"
 #include "support/log.h"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include <algorithm>
 
@@ -22,6 +26,9 @@ Result<std::unique_ptr<ServerChannel>> ServerChannel::create(const GuestMemory& 
         return fail("ring split at page {} of {} leaves a ring without data pages", params.downstream_page_offset,
                     pages);
     std::unique_ptr<ServerChannel> channel(new ServerChannel(memory, synic, device, params.relid));
+    channel->m_wake_fd.reset(::eventfd(0, EFD_CLOEXEC));
+    if (!channel->m_wake_fd.valid())
+        return errno_failure("creating the channel's wake-up eventfd");
     channel->m_sint = params.sint;
     channel->m_target_vp.store(params.target_vp);
     std::copy_n(params.user_data.begin(), std::min(params.user_data.size(), channel->m_user_data.size()),
@@ -41,37 +48,38 @@ void ServerChannel::start()
         m_worker = std::thread([this] { run(); });
 }
 
+void ServerChannel::wake()
+{
+    uint64_t one = 1;
+    // An eventfd write fails only if the counter would overflow: the worker is already due to wake.
+    auto written = ::write(m_wake_fd.get(), &one, sizeof(one));
+    (void)written;
+}
+
 void ServerChannel::stop()
 {
-    {
-        std::lock_guard lock(m_wake_mutex);
-        m_stopping = true;
-    }
-    m_wake.notify_one();
+    m_stopping.store(true);
+    wake();
     if (m_worker.joinable())
         m_worker.join();
     std::lock_guard lock(m_send_mutex);
     m_sending = false;
 }
 
-void ServerChannel::notify()
-{
-    {
-        std::lock_guard lock(m_wake_mutex);
-        m_signalled = true;
-    }
-    m_wake.notify_one();
-}
+void ServerChannel::notify() { wake(); }
 
 void ServerChannel::run()
 {
     for (;;) {
-        {
-            std::unique_lock lock(m_wake_mutex);
-            m_wake.wait(lock, [this] { return m_signalled || m_stopping; });
-            if (m_stopping)
-                return;
-            m_signalled = false;
+        uint64_t count = 0;
+        auto got = ::read(m_wake_fd.get(), &count, sizeof(count)); // blocks until signalled or stopped
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (m_stopping.load())
+            return;
+        if (got != static_cast<ssize_t>(sizeof(count))) {
+            log_error("vmbus", "channel {}: wake-up eventfd: {}", m_relid, errno_text(errno));
+            return;
         }
         if (!failed())
             drain();
@@ -113,11 +121,8 @@ void ServerChannel::drain()
         }
         if (*signal)
             signal_guest();
-        {
-            std::lock_guard lock(m_wake_mutex);
-            if (m_stopping)
-                return;
-        }
+        if (m_stopping.load())
+            return;
     }
 }
 

@@ -7,6 +7,7 @@
 // fail with "channel failed", and the guest's eventual CLOSECHANNEL releases it. Nothing is fatal to the host.
 #pragma once
 
+#include "support/unique_fd.h"
 #include "vm/memory/guest_memory.h"
 #include "vm/vmbus/device.h"
 #include "vm/vmbus/ring_buffer.h"
@@ -14,7 +15,6 @@
 
 #include <array>
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -61,6 +61,7 @@ public:
 private:
     ServerChannel(const GuestMemory& memory, SynicGuestSide& synic, Device& device, uint32_t relid);
     void run();
+    void wake();
     void drain();
     void fail_channel(const Error& error);
     void signal_guest();
@@ -78,10 +79,10 @@ private:
     RingWriter m_writer;   // under m_send_mutex
     bool m_sending = true; // under m_send_mutex
 
-    std::mutex m_wake_mutex;
-    std::condition_variable m_wake;
-    bool m_signalled = false; // under m_wake_mutex
-    bool m_stopping = false;  // under m_wake_mutex
+    // The guest's signals (HvSignalEvent) wake the worker through an eventfd: a counter that coalesces any
+    // number of signals into one wake-up, and a descriptor a KVM ioeventfd could target directly.
+    UniqueFd m_wake_fd;
+    std::atomic<bool> m_stopping {false};
     std::atomic<bool> m_failed {false};
     std::atomic<uint32_t> m_signal_failures {0};
     std::thread m_worker;
