@@ -19,7 +19,7 @@ sanitize=(-fsanitize=address,undefined -fno-sanitize-recover=undefined)
 sources=("$root/support/log.cc" "$root/vm/memory/guest_memory.cc" "$root/mgmt/vm_config.cc"
          "$root/mgmt/vm_settings.cc" "$root/vm/hyperv/partition.cc" "$root/vm/hyperv/cpuid.cc"
          "$root/vm/vmbus/ring_buffer.cc" "$root/vm/vmbus/channel.cc" "$root/vm/vmbus/server.cc"
-         "$root/vm/vmbus/echo_device.cc")
+         "$root/vm/vmbus/echo_device.cc" "$root/vm/vmbus/gpa_direct.cc")
 for f in "$root"/vmm/boot/*.cc; do
     case "$f" in
     *_test.cc | */synthetic_kernels.cc) ;;
