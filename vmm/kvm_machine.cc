@@ -112,6 +112,10 @@ Result<void> KvmMachine::build_boot()
     options.irqchip = gen1 ? hv::IrqchipMode::Kernel : hv::IrqchipMode::Split;
     options.pit = gen1;
     boot.vm = TRY(m_kvm.create_vm(options));
+    // Every synthetic (Hyper-V) MSR comes to userspace, whatever KVM itself knows. Installed first: like a
+    // memory slot, a filter installed once the VM has memory slots and an irqchip waits for KVM's SRCU grace
+    // period (about 14 ms on the development machines; docs/performance.md).
+    TRY(boot.vm->set_userspace_msr_ranges(Enlightenments::msr_ranges()));
 
     boot.memory = std::make_unique<vm::GuestMemory>(
         TRY(vm::GuestMemory::create_x86(m_config.memory_bytes, layout::mmio_hole_start)));
@@ -119,8 +123,6 @@ Result<void> KvmMachine::build_boot()
     for (const auto& region : boot.memory->regions())
         TRY(boot.vm->map_memory(slot++, region.gpa, region.size, region.host));
     TRY(boot.vm->create_irqchip());
-    // Every synthetic (Hyper-V) MSR comes to userspace, whatever KVM itself knows.
-    TRY(boot.vm->set_userspace_msr_ranges(Enlightenments::msr_ranges()));
 
     if (!gen1) {
         boot.ioapic = std::make_shared<vm::IoApic>(
