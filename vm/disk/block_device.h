@@ -1,0 +1,51 @@
+// BlockDevice: the one interface every virtual disk format implements (raw, VHD, VHDX), used by the CLI
+// (new-vhd, convert-vhd, ...) and by the VMM's storage devices alike. Pure library code: no VMM dependency.
+//
+// Offsets and lengths are in bytes and must be multiples of logical_sector_size(); a request past the end
+// is an error. Implementations are safe to call from several threads at once (they lock what they must).
+// Data written is visible to later reads at once; it is durable only after flush() returns (a FUA write is
+// write() followed by flush() of that range — formats may do better).
+#pragma once
+
+#include "support/result.h"
+
+#include <cstdint>
+#include <span>
+#include <string>
+
+namespace vmgen::vm::disk {
+
+enum class DiskFormat { Raw, Vhd, Vhdx };
+enum class DiskType { Fixed, Dynamic, Differencing };
+
+struct DiskInfo {
+    DiskFormat format = DiskFormat::Raw;
+    DiskType type = DiskType::Fixed;
+    uint64_t virtual_size = 0;          // bytes the guest sees
+    uint64_t file_size = 0;             // bytes the image file occupies (its length)
+    uint32_t logical_sector_size = 512; // 512 or 4096
+    uint32_t physical_sector_size = 512;
+    uint32_t block_size = 0;            // dynamic/differencing allocation unit; 0 for fixed/raw
+    std::string parent_path;            // differencing: the resolved parent
+    std::string identifier;             // VHD/VHDX unique id as text, "" for raw
+};
+
+class BlockDevice {
+public:
+    virtual ~BlockDevice() = default;
+
+    [[nodiscard]] virtual const DiskInfo& info() const = 0;
+    [[nodiscard]] uint64_t size() const { return info().virtual_size; }
+    [[nodiscard]] uint32_t sector_size() const { return info().logical_sector_size; }
+    [[nodiscard]] virtual bool read_only() const = 0;
+
+    virtual Result<void> read(uint64_t offset, std::span<uint8_t> out) = 0;
+    virtual Result<void> write(uint64_t offset, std::span<const uint8_t> in) = 0;
+    // Makes every completed write durable (data and metadata) before returning.
+    virtual Result<void> flush() = 0;
+    // The guest no longer needs [offset, offset + length): the range reads as zeroes afterwards and the
+    // format may release the space (punch holes, unmap blocks). Formats that cannot release space write zeroes.
+    virtual Result<void> discard(uint64_t offset, uint64_t length) = 0;
+};
+
+} // namespace vmgen::vm::disk

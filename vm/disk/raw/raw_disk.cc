@@ -1,0 +1,177 @@
+#include "vm/disk/raw/raw_disk.h"
+
+#include "support/errno_error.h"
+#include "support/unique_fd.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <vector>
+
+namespace vmgen::vm::disk {
+
+Result<void> pread_full(int fd, std::span<uint8_t> out, uint64_t offset)
+{
+    size_t done = 0;
+    while (done < out.size()) {
+        const ssize_t n = ::pread(fd, out.data() + done, out.size() - done, static_cast<off_t>(offset + done));
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno_failure(fmt::format("reading {} bytes at {}", out.size() - done, offset + done));
+        }
+        if (n == 0)
+            return fail("reading {} bytes at {}: unexpected end of file", out.size() - done, offset + done);
+        done += static_cast<size_t>(n);
+    }
+    return {};
+}
+
+Result<void> pwrite_full(int fd, std::span<const uint8_t> in, uint64_t offset)
+{
+    size_t done = 0;
+    while (done < in.size()) {
+        const ssize_t n = ::pwrite(fd, in.data() + done, in.size() - done, static_cast<off_t>(offset + done));
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno_failure(fmt::format("writing {} bytes at {}", in.size() - done, offset + done));
+        }
+        if (n == 0)
+            return fail("writing {} bytes at {}: no progress", in.size() - done, offset + done);
+        done += static_cast<size_t>(n);
+    }
+    return {};
+}
+
+Result<void> check_request(uint64_t offset, uint64_t length, uint64_t size, uint32_t sector)
+{
+    if (offset % sector != 0 || length % sector != 0)
+        return fail("request at {} of {} bytes is not aligned to the {}-byte sector", offset, length, sector);
+    if (offset > size || length > size - offset)
+        return fail("request at {} of {} bytes is past the end of the {}-byte disk", offset, length, size);
+    return {};
+}
+
+namespace {
+
+constexpr uint64_t zero_chunk = 1024 * 1024;
+
+class RawDisk final : public BlockDevice {
+public:
+    RawDisk(UniqueFd fd, DiskInfo info, bool read_only)
+        : m_fd(std::move(fd))
+        , m_info(std::move(info))
+        , m_read_only(read_only)
+    {
+    }
+
+    const DiskInfo& info() const override { return m_info; }
+    bool read_only() const override { return m_read_only; }
+
+    Result<void> read(uint64_t offset, std::span<uint8_t> out) override
+    {
+        TRY(check_request(offset, out.size(), m_info.virtual_size, m_info.logical_sector_size));
+        return pread_full(m_fd.get(), out, offset);
+    }
+
+    Result<void> write(uint64_t offset, std::span<const uint8_t> in) override
+    {
+        if (m_read_only)
+            return fail("write to a read-only disk");
+        TRY(check_request(offset, in.size(), m_info.virtual_size, m_info.logical_sector_size));
+        return pwrite_full(m_fd.get(), in, offset);
+    }
+
+    Result<void> flush() override
+    {
+        if (m_read_only)
+            return {};
+        while (::fdatasync(m_fd.get()) != 0) {
+            if (errno != EINTR)
+                return errno_failure("fdatasync");
+        }
+        return {};
+    }
+
+    Result<void> discard(uint64_t offset, uint64_t length) override
+    {
+        if (m_read_only)
+            return fail("discard on a read-only disk");
+        TRY(check_request(offset, length, m_info.virtual_size, m_info.logical_sector_size));
+        if (length == 0)
+            return {};
+        if (::fallocate(m_fd.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(offset),
+                static_cast<off_t>(length))
+            == 0)
+            return {};
+        const int err = errno;
+        if (err != EOPNOTSUPP && err != ENOSYS && err != EINVAL)
+            return errno_failure("fallocate(PUNCH_HOLE)", err);
+        const std::vector<uint8_t> zeroes(std::min(length, zero_chunk), 0);
+        for (uint64_t done = 0; done < length;) {
+            const uint64_t n = std::min<uint64_t>(length - done, zeroes.size());
+            TRY(pwrite_full(m_fd.get(), std::span(zeroes).first(n), offset + done));
+            done += n;
+        }
+        return {};
+    }
+
+private:
+    UniqueFd m_fd;
+    DiskInfo m_info;
+    bool m_read_only;
+};
+
+} // namespace
+
+Result<std::unique_ptr<BlockDevice>> open_raw(const std::string& path, bool read_only)
+{
+    UniqueFd fd(::open(path.c_str(), (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC));
+    if (!fd.valid())
+        return errno_failure(fmt::format("opening {}", path));
+    struct stat st { };
+    if (::fstat(fd.get(), &st) != 0)
+        return errno_failure(fmt::format("stat {}", path));
+    if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
+        return fail("{}: not a regular file or block device", path);
+    uint64_t size = static_cast<uint64_t>(st.st_size);
+    if (S_ISBLK(st.st_mode)) {
+        const off_t end = ::lseek(fd.get(), 0, SEEK_END);
+        if (end < 0)
+            return errno_failure(fmt::format("sizing {}", path));
+        size = static_cast<uint64_t>(end);
+    }
+    if (size == 0 || size % 512 != 0)
+        return fail("{}: size {} is not a non-zero multiple of 512 bytes", path, size);
+    DiskInfo info;
+    info.format = DiskFormat::Raw;
+    info.type = DiskType::Fixed;
+    info.virtual_size = size;
+    info.file_size = size;
+    return std::unique_ptr<BlockDevice>(std::make_unique<RawDisk>(std::move(fd), std::move(info), read_only));
+}
+
+Result<void> create_raw(const std::string& path, uint64_t size)
+{
+    if (size == 0 || size % 512 != 0)
+        return fail("creating {}: size {} is not a non-zero multiple of 512 bytes", path, size);
+    if (size > static_cast<uint64_t>(INT64_MAX))
+        return fail("creating {}: size {} is too large", path, size);
+    UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+    if (!fd.valid())
+        return errno_failure(fmt::format("creating {}", path));
+    if (::ftruncate(fd.get(), static_cast<off_t>(size)) != 0) {
+        const int err = errno;
+        ::unlink(path.c_str());
+        return errno_failure(fmt::format("sizing {} to {} bytes", path, size), err);
+    }
+    if (::fsync(fd.get()) != 0)
+        return errno_failure(fmt::format("syncing {}", path));
+    return {};
+}
+
+} // namespace vmgen::vm::disk
