@@ -146,6 +146,47 @@ Options:
 Deletes the virtual machine's folder. Kernels, initrds and files it refers to are kept.
 )",
             cmd_remove_vm},
+    Command{"new-vhd", "Create a virtual hard disk image (VHD, VHDX or raw)",
+            R"(Usage: vmgen new-vhd PATH [--size SIZE] [--fixed|--dynamic|--differencing --parent PARENT]
+                    [--block-size SIZE] [--logical-sector 512|4096]
+
+Creates a virtual hard disk image and shows it as get-vhd does. The format follows PATH's extension:
+.vhd (VHD), .vhdx (VHDX), anything else (.img, .raw) a raw image. PATH must not exist; nothing is
+left behind when creation fails.
+
+Options:
+  --size SIZE             virtual size: 64G, 512M, 1T or bytes (binary units); a multiple of the
+                          logical sector size. Required, except for --differencing.
+  --fixed                 allocate the whole disk now (raw images are always this type, created
+                          sparse).
+  --dynamic               grow the file as the disk is written (the default for VHD and VHDX).
+  --differencing          record only the changes to --parent PARENT (a VHD); VHD only, with the
+                          parent's size and block size. Differencing VHDX images are not implemented.
+  --block-size SIZE       allocation unit of a dynamic disk. VHD: a power of two from 4K to 256M,
+                          default 2M. VHDX: default 32M. Not for fixed or raw images.
+  --logical-sector 512|4096
+                          logical sector size; 4096 only for VHDX. Default 512.
+)",
+            cmd_new_vhd},
+    Command{"get-vhd", "Show a virtual hard disk image",
+            R"(Usage: vmgen get-vhd PATH [--format table|json]
+
+Opens the image read-only and shows Path, VhdFormat (VHD, VHDX or Raw), VhdType (Fixed, Dynamic or
+Differencing), FileSize, Size, LogicalSectorSize, PhysicalSectorSize, BlockSize (0 when fixed or
+raw), ParentPath and DiskIdentifier. The table is a "Key : Value" list like Get-VHD | Format-List;
+the JSON form also has MinimumSize (always null).
+
+Options:
+  --format table|json     output format. Default table.
+)",
+            cmd_get_vhd},
+    Command{"test-vhd", "Check a virtual hard disk image",
+            R"(Usage: vmgen test-vhd PATH
+
+Opens the image read-only, which validates its structures, then reads the whole virtual disk in
+1 MiB chunks. Prints "PATH: OK" and exits 0, or prints the problem and exits 1.
+)",
+            cmd_test_vhd},
     Command{"run", "Run a throwaway virtual machine in the foreground",
             R"(Usage: vmgen run --kernel FILE [options]
 

@@ -1,4 +1,4 @@
-// Shared pieces of the CLI's command implementations (cli.cc, cli_vm.cc, cli_power.cc).
+// Shared pieces of the CLI's command implementations (cli.cc, cli_vm.cc, cli_power.cc, cli_disk.cc).
 #pragma once
 
 #include "mgmt/cli.h"
@@ -80,6 +80,9 @@ int cmd_disable_vmintegrationservice(std::span<const std::string>, std::ostream&
 int cmd_start_vm(std::span<const std::string>, std::ostream&, std::ostream&, const CliContext&);
 int cmd_stop_vm(std::span<const std::string>, std::ostream&, std::ostream&, const CliContext&);
 int cmd_run(std::span<const std::string>, std::ostream&, std::ostream&, const CliContext&);
+int cmd_new_vhd(std::span<const std::string>, std::ostream&, std::ostream&, const CliContext&);
+int cmd_get_vhd(std::span<const std::string>, std::ostream&, std::ostream&, const CliContext&);
+int cmd_test_vhd(std::span<const std::string>, std::ostream&, std::ostream&, const CliContext&);
 int cmd_worker(std::span<const std::string>, std::ostream&, std::ostream&, const CliContext&);
 
 } // namespace vmgen::mgmt::cli

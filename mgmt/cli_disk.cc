@@ -1,0 +1,357 @@
+// new-vhd, get-vhd, test-vhd: the commands that work on virtual disk image files (Hyper-V's New-VHD, Get-VHD,
+// Test-VHD). The format follows the file's extension: .vhd, .vhdx, anything else raw.
+#include "mgmt/cli_internal.h"
+#include "mgmt/vm_settings.h"
+#include "vm/disk/block_device.h"
+#include "vm/disk/raw/raw_disk.h"
+#include "vm/disk/vhd/vhd_disk.h"
+#include "vm/disk/vhdx/vhdx.h"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <filesystem>
+#include <limits>
+#include <memory>
+#include <vector>
+
+namespace vmgen::mgmt::cli {
+namespace {
+
+using vm::disk::BlockDevice;
+using vm::disk::DiskFormat;
+using vm::disk::DiskInfo;
+using vm::disk::DiskType;
+
+constexpr uint64_t read_chunk_bytes = 1ull << 20;
+
+int finish(Result<int> result, std::ostream& err) { return result ? *result : report_error(err, result.error()); }
+
+DiskFormat format_from_path(const std::string& path)
+{
+    std::string ext = std::filesystem::path(path).extension().string();
+    std::transform(ext.begin(), ext.end(), ext.begin(),
+                   [](char c) { return static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c); });
+    if (ext == ".vhd")
+        return DiskFormat::Vhd;
+    if (ext == ".vhdx")
+        return DiskFormat::Vhdx;
+    return DiskFormat::Raw;
+}
+
+std::string_view format_name(DiskFormat format)
+{
+    switch (format) {
+    case DiskFormat::Vhd:
+        return "VHD";
+    case DiskFormat::Vhdx:
+        return "VHDX";
+    case DiskFormat::Raw:
+        break;
+    }
+    return "Raw";
+}
+
+std::string_view type_name(DiskType type)
+{
+    switch (type) {
+    case DiskType::Dynamic:
+        return "Dynamic";
+    case DiskType::Differencing:
+        return "Differencing";
+    case DiskType::Fixed:
+        break;
+    }
+    return "Fixed";
+}
+
+Result<std::unique_ptr<BlockDevice>> open_image(const std::string& path, bool read_only)
+{
+    std::error_code ec;
+    if (!std::filesystem::exists(path, ec))
+        return fail("{}: no such file", path);
+    switch (format_from_path(path)) {
+    case DiskFormat::Vhd:
+        return vm::disk::open_vhd(path, read_only);
+    case DiskFormat::Vhdx:
+        return vm::disk::open_vhdx(path, read_only);
+    case DiskFormat::Raw:
+        break;
+    }
+    return vm::disk::open_raw(path, read_only);
+}
+
+Result<std::string> required_positional(const ParsedArgs& parsed, std::string_view command)
+{
+    if (parsed.positionals.empty())
+        return fail("{} needs the path of an image file (see 'vmgen {} --help')", command, command);
+    if (parsed.positionals[0].empty())
+        return fail("{}: the image path is empty", command);
+    return parsed.positionals[0];
+}
+
+// ---- new-vhd ----
+
+constexpr OptionSpec new_vhd_options[] = {
+    {"size"}, {"fixed", false}, {"dynamic", false}, {"differencing", false}, {"parent"}, {"block-size"},
+    {"logical-sector"}};
+
+struct NewVhdRequest {
+    std::string path;
+    DiskFormat format = DiskFormat::Raw;
+    DiskType type = DiskType::Dynamic;
+    uint64_t size = 0;
+    uint32_t block_size = 0; // 0: the format's default
+    uint32_t logical_sector = 512;
+    std::string parent;
+};
+
+Result<NewVhdRequest> parse_new_vhd(const ParsedArgs& parsed)
+{
+    NewVhdRequest request;
+    request.path = TRY(required_positional(parsed, "new-vhd"));
+    request.format = format_from_path(request.path);
+    const auto format = format_name(request.format);
+
+    int types = 0;
+    for (const char* flag : {"fixed", "dynamic", "differencing"})
+        types += parsed.flag(flag) ? 1 : 0;
+    if (types > 1)
+        return fail("choose one of --fixed, --dynamic and --differencing");
+    if (parsed.flag("fixed"))
+        request.type = DiskType::Fixed;
+    else if (parsed.flag("differencing"))
+        request.type = DiskType::Differencing;
+    else if (request.format == DiskFormat::Raw) {
+        if (parsed.flag("dynamic"))
+            return fail("a raw image has no dynamic type (it is created sparse): use .vhd or .vhdx, or drop --dynamic");
+        request.type = DiskType::Fixed;
+    }
+
+    if (request.type == DiskType::Differencing) {
+        if (request.format == DiskFormat::Vhdx)
+            return fail("differencing VHDX images are not implemented yet: use a .vhd path for a differencing disk");
+        if (request.format == DiskFormat::Raw)
+            return fail("a raw image cannot be differencing: use a .vhd path");
+        const auto* parent = parsed.value("parent");
+        if (parent == nullptr || parent->empty())
+            return fail("--differencing needs --parent PATH");
+        if (parsed.value("size") != nullptr)
+            return fail("a differencing disk has its parent's size: drop --size");
+        if (parsed.value("block-size") != nullptr)
+            return fail("a differencing disk has its parent's block size: drop --block-size");
+        std::error_code ec;
+        if (!std::filesystem::exists(*parent, ec))
+            return fail("parent {}: no such file", *parent);
+        if (format_from_path(*parent) != DiskFormat::Vhd)
+            return fail("parent {}: the parent of a differencing VHD must be a VHD (.vhd)", *parent);
+        request.parent = *parent;
+    } else {
+        if (parsed.value("parent") != nullptr)
+            return fail("--parent is only for --differencing");
+        const auto* size = parsed.value("size");
+        if (size == nullptr)
+            return fail("new-vhd needs --size (e.g. --size 64G)");
+        request.size = TRY_CTX(parse_memory_size(*size), "--size");
+        if (request.size == 0)
+            return fail("--size must not be 0");
+    }
+
+    if (const auto* block = parsed.value("block-size")) {
+        if (request.format == DiskFormat::Raw)
+            return fail("a raw image has no block size: drop --block-size");
+        if (request.type == DiskType::Fixed)
+            return fail("a fixed {} has no block size: drop --block-size", format);
+        auto bytes = TRY_CTX(parse_memory_size(*block), "--block-size");
+        if (bytes == 0 || bytes > std::numeric_limits<uint32_t>::max())
+            return fail("invalid --block-size '{}'", *block);
+        request.block_size = static_cast<uint32_t>(bytes);
+    }
+
+    if (const auto* sector = parsed.value("logical-sector")) {
+        if (*sector == "512")
+            request.logical_sector = 512;
+        else if (*sector == "4096")
+            request.logical_sector = 4096;
+        else
+            return fail("invalid --logical-sector '{}': must be 512 or 4096", *sector);
+        if (request.logical_sector == 4096 && request.format != DiskFormat::Vhdx)
+            return fail("--logical-sector 4096 is only for VHDX: {} images have 512-byte sectors", format);
+    }
+    if (request.type != DiskType::Differencing && request.size % request.logical_sector != 0)
+        return fail("--size must be a multiple of the logical sector size ({} bytes)", request.logical_sector);
+    return request;
+}
+
+Result<void> create_image(const NewVhdRequest& request)
+{
+    switch (request.format) {
+    case DiskFormat::Vhd:
+        if (request.type == DiskType::Differencing)
+            return vm::disk::create_vhd_differencing(request.path, request.parent);
+        if (request.block_size != 0)
+            return vm::disk::create_vhd(request.path, request.size, request.type, request.block_size);
+        return vm::disk::create_vhd(request.path, request.size, request.type);
+    case DiskFormat::Vhdx:
+        return vm::disk::create_vhdx(request.path, request.size, request.type, request.block_size,
+                                     request.logical_sector);
+    case DiskFormat::Raw:
+        break;
+    }
+    return vm::disk::create_raw(request.path, request.size);
+}
+
+// ---- get-vhd ----
+
+nlohmann::json null_if_empty(const std::string& text)
+{
+    return text.empty() ? nlohmann::json(nullptr) : nlohmann::json(text);
+}
+
+nlohmann::json info_json(const std::string& path, const DiskInfo& info)
+{
+    return {
+        {"Path", path},
+        {"VhdFormat", std::string(format_name(info.format))},
+        {"VhdType", std::string(type_name(info.type))},
+        {"FileSize", info.file_size},
+        {"Size", info.virtual_size},
+        {"MinimumSize", nullptr},
+        {"LogicalSectorSize", info.logical_sector_size},
+        {"PhysicalSectorSize", info.physical_sector_size},
+        {"BlockSize", info.block_size},
+        {"ParentPath", null_if_empty(info.parent_path)},
+        {"DiskIdentifier", null_if_empty(info.identifier)},
+    };
+}
+
+// A key : value list, like `Get-VHD | Format-List`.
+void print_info_list(std::ostream& out, const std::string& path, const DiskInfo& info)
+{
+    const std::vector<std::pair<std::string_view, std::string>> rows = {
+        {"Path", path},
+        {"VhdFormat", std::string(format_name(info.format))},
+        {"VhdType", std::string(type_name(info.type))},
+        {"FileSize", fmt::format("{}", info.file_size)},
+        {"Size", fmt::format("{}", info.virtual_size)},
+        {"LogicalSectorSize", fmt::format("{}", info.logical_sector_size)},
+        {"PhysicalSectorSize", fmt::format("{}", info.physical_sector_size)},
+        {"BlockSize", fmt::format("{}", info.block_size)},
+        {"ParentPath", info.parent_path},
+        {"DiskIdentifier", info.identifier},
+    };
+    size_t width = 0;
+    for (const auto& row : rows)
+        width = std::max(width, row.first.size());
+    for (const auto& row : rows) {
+        std::string line = fmt::format("{:<{}} : {}", row.first, width, row.second);
+        while (!line.empty() && line.back() == ' ')
+            line.pop_back();
+        out << line << '\n';
+    }
+}
+
+std::string display_path(const std::string& path)
+{
+    std::error_code ec;
+    auto absolute = std::filesystem::absolute(path, ec);
+    return ec ? path : absolute.lexically_normal().string();
+}
+
+Result<int> new_vhd(std::span<const std::string> args, std::ostream& out)
+{
+    auto parsed = TRY(parse_args("new-vhd", args, new_vhd_options, 0, 1));
+    if (parsed.help) {
+        print_command_help(out, "new-vhd");
+        return exit_ok;
+    }
+    auto request = TRY(parse_new_vhd(parsed));
+    std::error_code ec;
+    if (std::filesystem::symlink_status(request.path, ec).type() != std::filesystem::file_type::not_found)
+        return fail("{} already exists", request.path);
+    if (auto created = create_image(request); !created) {
+        // The formats remove what they made; make sure nothing is left behind either way.
+        if (std::filesystem::symlink_status(request.path, ec).type() != std::filesystem::file_type::not_found)
+            std::filesystem::remove(request.path, ec);
+        return fail(created.error());
+    }
+    auto device = open_image(request.path, true);
+    if (!device) {
+        std::filesystem::remove(request.path, ec);
+        return fail(device.error().with_context("checking the new image"));
+    }
+    print_info_list(out, display_path(request.path), (*device)->info());
+    return exit_ok;
+}
+
+constexpr OptionSpec get_vhd_options[] = {{"format"}};
+
+Result<int> get_vhd(std::span<const std::string> args, std::ostream& out)
+{
+    auto parsed = TRY(parse_args("get-vhd", args, get_vhd_options, 0, 1));
+    if (parsed.help) {
+        print_command_help(out, "get-vhd");
+        return exit_ok;
+    }
+    std::string format = "table";
+    if (const auto* value = parsed.value("format")) {
+        if (*value != "table" && *value != "json")
+            return fail("invalid format '{}': must be table or json", *value);
+        format = *value;
+    }
+    auto path = TRY(required_positional(parsed, "get-vhd"));
+    auto device = TRY(open_image(path, true));
+    if (format == "json")
+        out << info_json(display_path(path), device->info()).dump(2) << '\n';
+    else
+        print_info_list(out, display_path(path), device->info());
+    return exit_ok;
+}
+
+Result<void> read_everything(BlockDevice& device)
+{
+    const uint64_t size = device.size();
+    std::vector<uint8_t> buffer(static_cast<size_t>(std::min(size, read_chunk_bytes)));
+    for (uint64_t offset = 0; offset < size; offset += read_chunk_bytes) {
+        auto length = static_cast<size_t>(std::min(read_chunk_bytes, size - offset));
+        TRY_CTX(device.read(offset, std::span<uint8_t>(buffer.data(), length)), "reading at offset {}", offset);
+    }
+    return {};
+}
+
+Result<int> test_vhd(std::span<const std::string> args, std::ostream& out, std::ostream& err)
+{
+    auto parsed = TRY(parse_args("test-vhd", args, {}, 0, 1));
+    if (parsed.help) {
+        print_command_help(out, "test-vhd");
+        return exit_ok;
+    }
+    auto path = TRY(required_positional(parsed, "test-vhd"));
+    auto device = open_image(path, true);
+    Result<void> checked = device ? read_everything(**device) : Result<void>(fail(device.error()));
+    if (!checked) {
+        err << "vmgen: error: " << checked.error().message() << '\n';
+        return exit_error;
+    }
+    out << path << ": OK\n";
+    return exit_ok;
+}
+
+} // namespace
+
+int cmd_new_vhd(std::span<const std::string> args, std::ostream& out, std::ostream& err, const CliContext&)
+{
+    return finish(new_vhd(args, out), err);
+}
+
+int cmd_get_vhd(std::span<const std::string> args, std::ostream& out, std::ostream& err, const CliContext&)
+{
+    return finish(get_vhd(args, out), err);
+}
+
+int cmd_test_vhd(std::span<const std::string> args, std::ostream& out, std::ostream& err, const CliContext&)
+{
+    return finish(test_vhd(args, out, err), err);
+}
+
+} // namespace vmgen::mgmt::cli
