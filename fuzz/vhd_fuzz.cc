@@ -3,6 +3,7 @@
 // last sector) and, opened read-write, a one-sector write and a flush without crashing.
 // The disk library opens images by path: each input is written to one scratch file per process (in a
 // private directory under /dev/shm, else /tmp) and opened read-only, then read-write.
+#include "fuzz/disk_fuzz.h"
 #include "vm/disk/vhd/vhd_disk.h"
 
 #include <fcntl.h>
@@ -19,20 +20,7 @@ namespace {
 
 const std::string& scratch_path()
 {
-    static const std::string path = [] {
-        for (const char* base : {"/dev/shm", "/tmp"}) {
-            std::string dir = std::string(base) + "/vhd_fuzz.XXXXXX";
-            if (::mkdtemp(dir.data()) != nullptr) {
-                // libFuzzer ends the process with exit(): remove the scratch folder then.
-                static std::string folder = dir;
-                std::atexit([] {
-                    std::filesystem::remove_all(folder);
-                });
-                return dir + "/disk.vhd";
-            }
-        }
-        std::abort();
-    }();
+    static const std::string path = disk_fuzz::make_scratch_path("vhd_fuzz", "disk.vhd");
     return path;
 }
 
@@ -52,25 +40,6 @@ bool write_image(const std::string& path, const uint8_t* data, size_t size)
     return done == size;
 }
 
-void exercise(vmgen::vm::disk::BlockDevice& disk, bool writable)
-{
-    const uint64_t sector = disk.sector_size();
-    const uint64_t size = disk.size();
-    if (sector == 0 || sector > 4096 || size < sector)
-        return;
-    const uint64_t sectors = size / sector;
-    std::vector<uint8_t> buf(sector);
-    for (const uint64_t lba : {uint64_t{0}, sectors / 2, sectors - 1})
-        (void)disk.read(lba * sector, buf);
-    (void)disk.read(size, buf); // past the end: must fail cleanly
-    if (writable && !disk.read_only()) {
-        for (size_t i = 0; i < buf.size(); ++i)
-            buf[i] = static_cast<uint8_t>(i * 7 + 1);
-        (void)disk.write((sectors / 2) * sector, buf);
-        (void)disk.flush();
-        (void)disk.read((sectors / 2) * sector, buf);
-    }
-}
 
 } // namespace
 
@@ -80,8 +49,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size)
     if (!write_image(path, data, size))
         return 0;
     if (auto disk = vmgen::vm::disk::open_vhd(path, true))
-        exercise(**disk, false);
+        disk_fuzz::exercise(**disk, false);
     if (auto disk = vmgen::vm::disk::open_vhd(path, false))
-        exercise(**disk, true);
+        disk_fuzz::exercise(**disk, true);
     return 0;
 }

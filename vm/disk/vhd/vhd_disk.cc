@@ -229,16 +229,9 @@ public:
         if (m_info.type == DiskType::Fixed)
             return pread_full(m_fd.get(), out, offset);
         std::lock_guard lock(m_mutex);
-        size_t done = 0;
-        while (done < out.size()) {
-            const uint64_t pos = offset + done;
-            const auto index = static_cast<size_t>(pos / m_block_size);
-            const uint64_t in_block = pos % m_block_size;
-            const size_t n = static_cast<size_t>(std::min<uint64_t>(out.size() - done, m_block_size - in_block));
-            TRY(read_in_block(index, in_block, out.subspan(done, n)));
-            done += n;
-        }
-        return {};
+        return for_each_block(offset, out.size(), [&](size_t index, uint64_t in_block, size_t done, size_t n) {
+            return read_in_block(index, in_block, out.subspan(done, n));
+        });
     }
 
     Result<void> write(uint64_t offset, std::span<const uint8_t> in) override
@@ -249,13 +242,23 @@ public:
         if (m_info.type == DiskType::Fixed)
             return pwrite_full(m_fd.get(), in, offset);
         std::lock_guard lock(m_mutex);
+        return for_each_block(offset, in.size(), [&](size_t index, uint64_t in_block, size_t done, size_t n) {
+            return write_in_block(index, in_block, in.subspan(done, n));
+        });
+    }
+
+    // Splits [offset, offset + length) at block boundaries: fn(block index, offset in the block, bytes done
+    // so far, bytes in this piece) for each piece, stopping at the first error.
+    template <typename Fn>
+    Result<void> for_each_block(uint64_t offset, size_t length, Fn&& fn)
+    {
         size_t done = 0;
-        while (done < in.size()) {
+        while (done < length) {
             const uint64_t pos = offset + done;
             const auto index = static_cast<size_t>(pos / m_block_size);
             const uint64_t in_block = pos % m_block_size;
-            const size_t n = static_cast<size_t>(std::min<uint64_t>(in.size() - done, m_block_size - in_block));
-            TRY(write_in_block(index, in_block, in.subspan(done, n)));
+            const size_t n = static_cast<size_t>(std::min<uint64_t>(length - done, m_block_size - in_block));
+            TRY(fn(index, in_block, done, n));
             done += n;
         }
         return {};
