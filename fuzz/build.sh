@@ -20,10 +20,8 @@ sanitize=(-fsanitize=address,undefined -fno-sanitize-recover=undefined)
 sources=("$root/support/log.cc" "$root/vm/memory/guest_memory.cc" "$root/mgmt/vm_config.cc"
          "$root/mgmt/vm_settings.cc" "$root/vm/hyperv/partition.cc" "$root/vm/hyperv/cpuid.cc"
          "$root/vm/vmbus/ring_buffer.cc" "$root/vm/vmbus/channel.cc" "$root/vm/vmbus/server.cc"
-         "$root/vm/vmbus/echo_device.cc" "$root/vm/vmbus/gpa_direct.cc"
-         "$root/vm/disk/raw/raw_disk.cc" "$root/vm/disk/vhd/vhd_disk.cc" "$root/vm/disk/vhdx/vhdx.cc"
-         "$root/vm/disk/vhdx/vhdx_log.cc" "$root/vm/disk/vhdx/vhdx_create.cc")
-for f in "$root"/vmm/boot/*.cc; do
+         "$root/vm/vmbus/echo_device.cc" "$root/vm/vmbus/gpa_direct.cc")
+for f in "$root"/vmm/boot/*.cc "$root"/vm/disk/*.cc "$root"/vm/disk/*/*.cc; do
     case "$f" in
     *_test.cc | */synthetic_kernels.cc) ;;
     *) sources+=("$f") ;;

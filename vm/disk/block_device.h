@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <vector>
 
 namespace vmgen::vm::disk {
 
@@ -30,6 +31,20 @@ struct DiskInfo {
     std::string identifier;             // VHD/VHDX unique id as text, "" for raw
 };
 
+// Where the bytes of a range of the virtual disk come from, as this image stores them.
+enum class ExtentKind {
+    Data,   // stored in this image's file (may still hold zeroes)
+    Zero,   // reads as zeroes and nothing is stored for it (unallocated, unmapped, a hole)
+    Parent, // differencing images: read from the parent
+};
+
+struct Extent {
+    uint64_t offset = 0;
+    uint64_t length = 0;
+    ExtentKind kind = ExtentKind::Data;
+    friend bool operator==(const Extent&, const Extent&) = default;
+};
+
 class BlockDevice {
 public:
     virtual ~BlockDevice() = default;
@@ -46,6 +61,23 @@ public:
     // The guest no longer needs [offset, offset + length): the range reads as zeroes afterwards and the
     // format may release the space (punch holes, unmap blocks). Formats that cannot release space write zeroes.
     virtual Result<void> discard(uint64_t offset, uint64_t length) = 0;
+
+    // Describes [offset, offset + length) (sector-aligned, inside the disk) as consecutive extents that cover
+    // it exactly, adjacent extents of the same kind merged. The granularity is the format's (blocks, sector
+    // bitmaps, file holes). Tools use it to copy, check or merge only what is stored. The default says
+    // "all Data", which is always correct and never cheap.
+    virtual Result<std::vector<Extent>> extents(uint64_t offset, uint64_t length);
+
+    // Changes the virtual size to `new_size` (a non-zero multiple of the logical sector size). Growing adds
+    // a range that reads as zeroes; shrinking drops everything past the new end. Formats that cannot say so.
+    virtual Result<void> resize(uint64_t new_size);
+
+    // Flushes and releases what the image holds open, reporting a failed final write (the destructor closes
+    // too but can only log). No other call may follow.
+    virtual Result<void> close() { return read_only() ? Result<void>{} : flush(); }
 };
+
+// Appends `e` to `out`, merging it with the last extent when they touch and have the same kind.
+void append_extent(std::vector<Extent>& out, Extent e);
 
 } // namespace vmgen::vm::disk
