@@ -10,8 +10,15 @@
 // at 64 MiB), then records of u32 LE file offset, u16 LE length, and that many bytes, written in order (a
 // record is clipped to the file length; a truncated last record is written as far as it goes). Everything
 // not written reads as zeroes. The seeds in fuzz/corpus/vhdx/ are real images in this encoding.
+//
+// Differencing images: beside the scratch image lies parent.vhdx (made once per process: 4 MiB, 1 MiB blocks,
+// 512-byte sectors, some data, its DataWriteGuid set to parent_guid below), so a child whose locator names it
+// (the seed differencing_4m.bin) opens with its parent and its sector bitmaps and parent reads get exercised.
+// Children whose parent is missing still have their locator parsed; and every record's bytes also go straight
+// to the parent locator parser.
 #include "fuzz/disk_fuzz.h"
 #include "vm/disk/vhdx/vhdx.h"
+#include "vm/disk/vhdx/vhdx_internal.h"
 
 #include <fcntl.h>
 #include <stdlib.h>
@@ -20,8 +27,10 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
-#include <string>
+#include <cstring>
 #include <filesystem>
+#include <span>
+#include <string>
 #include <vector>
 
 namespace {
@@ -30,6 +39,43 @@ const std::string& scratch_path()
 {
     static const std::string path = disk_fuzz::make_scratch_path("vhdx_fuzz", "disk.vhdx");
     return path;
+}
+
+// The DataWriteGuid of parent.vhdx: 6a3c1e52-9d0b-4f57-8e21-c4b5a7f0d913.
+constexpr uint8_t parent_guid[16] = {0x52, 0x1e, 0x3c, 0x6a, 0x0b, 0x9d, 0x57, 0x4f,
+                                     0x8e, 0x21, 0xc4, 0xb5, 0xa7, 0xf0, 0xd9, 0x13};
+
+// Makes parent.vhdx beside the scratch image (see the top of the file). Failures only make the differencing
+// seeds less useful: they are ignored.
+void make_parent()
+{
+    namespace vd = vmgen::vm::disk;
+    const std::string path = std::filesystem::path(scratch_path()).parent_path() / "parent.vhdx";
+    if (!vd::create_vhdx(path, 4 << 20, vd::DiskType::Dynamic, 1 << 20, 512))
+        return;
+    if (auto disk = vd::open_vhdx(path, false)) {
+        std::vector<uint8_t> data(64 << 10);
+        for (size_t i = 0; i < data.size(); ++i)
+            data[i] = static_cast<uint8_t>(i / 512 + 1);
+        (void)(*disk)->write(0, data);
+        (void)(*disk)->write(3 << 20, data);
+        (void)(*disk)->close();
+    }
+    // Both headers get the fixed DataWriteGuid ([MS-VHDX] 2.2.2: offset 32), checksums recomputed.
+    const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    for (const off_t offset : {off_t{64 << 10}, off_t{128 << 10}}) {
+        std::vector<uint8_t> header(4096);
+        if (::pread(fd, header.data(), header.size(), offset) != static_cast<ssize_t>(header.size()))
+            break;
+        std::memcpy(header.data() + 32, parent_guid, sizeof(parent_guid));
+        std::memset(header.data() + 4, 0, 4);
+        const uint32_t crc = vd::vhdx_crc32c(header);
+        std::memcpy(header.data() + 4, &crc, sizeof(crc));
+        (void)::pwrite(fd, header.data(), header.size(), offset);
+    }
+    ::close(fd);
 }
 
 uint64_t le(const uint8_t* p, size_t n)
@@ -68,17 +114,47 @@ bool write_image(const std::string& path, const uint8_t* data, size_t size)
     return ok;
 }
 
+// The extents of the first 64 MiB (BAT states and sector bitmaps), which must cover the range exactly.
+void extents(vmgen::vm::disk::BlockDevice& disk)
+{
+    const uint64_t length = std::min<uint64_t>(disk.size(), 64 << 20);
+    auto extents = disk.extents(0, length);
+    if (!extents)
+        return;
+    uint64_t pos = 0;
+    for (const auto& e : *extents) {
+        if (e.offset != pos || e.length == 0)
+            std::abort();
+        pos += e.length;
+    }
+    if (pos != length)
+        std::abort();
+}
 
 } // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size)
 {
+    static const bool parent_made = (make_parent(), true);
+    (void)parent_made;
+    // Each record's bytes as a parent locator item.
+    for (size_t pos = 4; pos + 6 <= size;) {
+        const size_t length = std::min(static_cast<size_t>(le(data + pos + 4, 2)), size - pos - 6);
+        (void)vmgen::vm::disk::vhdx_detail::parse_parent_locator(std::span<const uint8_t>(data + pos + 6, length));
+        pos += 6 + length;
+    }
     const std::string& path = scratch_path();
     if (!write_image(path, data, size))
         return 0;
-    if (auto disk = vmgen::vm::disk::open_vhdx(path, true))
+    if (auto disk = vmgen::vm::disk::open_vhdx(path, true)) {
         disk_fuzz::exercise(**disk, false);
-    if (auto disk = vmgen::vm::disk::open_vhdx(path, false))
+        extents(**disk);
+    }
+    if (auto disk = vmgen::vm::disk::open_vhdx(path, false)) {
         disk_fuzz::exercise(**disk, true);
+        // A discard of the first sector (a part of a block: zeroes written, in differencing images allocating).
+        (void)(*disk)->discard(0, (*disk)->sector_size());
+        extents(**disk);
+    }
     return 0;
 }

@@ -5,6 +5,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <array>
 
@@ -160,8 +162,8 @@ Options:
   --fixed                 allocate the whole disk now (raw images are always this type, created
                           sparse).
   --dynamic               grow the file as the disk is written (the default for VHD and VHDX).
-  --differencing          record only the changes to --parent PARENT (a VHD); VHD only, with the
-                          parent's size and block size. Differencing VHDX images are not implemented.
+  --differencing          record only the changes to --parent PARENT, an image of the same format
+                          (VHD or VHDX), with the parent's size, sector size and block size.
   --block-size SIZE       allocation unit of a dynamic disk. VHD: a power of two from 4K to 256M,
                           default 2M. VHDX: default 32M. Not for fixed or raw images.
   --logical-sector 512|4096
@@ -183,10 +185,65 @@ Options:
     Command{"test-vhd", "Check a virtual hard disk image",
             R"(Usage: vmgen test-vhd PATH
 
-Opens the image read-only, which validates its structures, then reads the whole virtual disk in
-1 MiB chunks. Prints "PATH: OK" and exits 0, or prints the problem and exits 1.
+Opens the image read-only, which validates its structures (and those of its parents), then reads
+every range the image stores; unallocated ranges are not read, so a large sparse image checks
+quickly. A differencing disk's parents are checked the same way. Prints "PATH: OK" and exits 0, or
+prints the problem and exits 1. Shows a progress bar when stderr is a terminal.
 )",
             cmd_test_vhd},
+    Command{"convert-vhd", "Copy a virtual hard disk into a new image of another format or type",
+            R"(Usage: vmgen convert-vhd SOURCE DESTINATION [--vhd-type fixed|dynamic] [--block-size SIZE]
+                        [--logical-sector 512|4096]
+
+Copies the virtual disk SOURCE (VHD, VHDX or raw; a differencing disk is flattened with its
+parents) into the new image DESTINATION, whose format follows its extension as in new-vhd, then
+shows it as get-vhd does. Only the ranges the source stores are read and chunks of zeroes are not
+written, so dynamic and raw destinations stay sparse. DESTINATION must not exist; it is flushed
+before the command succeeds and removed if the copy fails. Shows a progress bar when stderr is a
+terminal.
+
+Options:
+  --vhd-type fixed|dynamic  the destination's type. Default: the source's (dynamic for a
+                          differencing source). Raw destinations are always sparse files.
+  --block-size SIZE       allocation unit of a dynamic destination. Default: the format's.
+  --logical-sector 512|4096
+                          the destination's logical sector size (VHDX only). Default: the
+                          source's for VHDX, 512 otherwise.
+)",
+            cmd_convert_vhd},
+    Command{"resize-vhd", "Change the virtual size of a virtual hard disk",
+            R"(Usage: vmgen resize-vhd PATH --size SIZE [--allow-data-loss]
+
+Grows or shrinks the virtual disk (raw, VHD fixed or dynamic, VHDX fixed or dynamic), then shows it
+as get-vhd does. The added range reads as zeroes. A differencing disk keeps its parent's size.
+Shrinking is refused while the part that would be dropped stores data, unless --allow-data-loss.
+The file systems and partitions inside are not changed: grow them from the guest afterwards, and
+shrink them before shrinking the disk.
+
+Options:
+  --size SIZE             the new virtual size (64G, 512M, bytes); a multiple of the logical
+                          sector size.
+  --allow-data-loss       shrink even if data past the new end is lost.
+)",
+            cmd_resize_vhd},
+    Command{"merge-vhd", "Merge a differencing disk into its parent and delete it",
+            R"(Usage: vmgen merge-vhd CHILD
+
+Writes every range the differencing disk CHILD stores into its parent, flushes the parent, deletes
+CHILD and shows the parent as get-vhd does. Other differencing disks of the same parent become
+invalid, as with Hyper-V's Merge-VHD. Shows a progress bar when stderr is a terminal.
+)",
+            cmd_merge_vhd},
+    Command{"optimize-vhd", "Give back the file space a virtual hard disk no longer uses",
+            R"(Usage: vmgen optimize-vhd PATH
+
+Hyper-V's Optimize-VHD (full mode). On a dynamic VHD or VHDX, or a raw image, reads every stored
+range and releases the blocks (raw: 64 KiB pieces) that hold only zeroes; then the format gives
+the space back: blocks from the end of the file move into the holes and the file is truncated
+(raw images get holes punched). The virtual disk's contents do not change. Prints the image as
+get-vhd does, plus FileSizeBefore. Shows a progress bar when stderr is a terminal.
+)",
+            cmd_optimize_vhd},
     Command{"run", "Run a throwaway virtual machine in the foreground",
             R"(Usage: vmgen run --kernel FILE [options]
 
@@ -439,6 +496,7 @@ CliContext default_cli_context(MachineFactory factory)
     context.spawn_worker = spawn_worker_process;
     context.is_worker = is_worker_process;
     context.handle_signals = true;
+    context.show_progress = ::isatty(STDERR_FILENO) == 1;
     return context;
 }
 

@@ -33,10 +33,11 @@ struct CliContext {
     std::chrono::milliseconds turn_off_timeout{10'000}; // stop-vm: after turn-off, until the worker must be gone
     std::chrono::milliseconds kill_grace{5'000};        // stop-vm: after SIGTERM, before SIGKILL
     std::chrono::milliseconds poll_interval{20};
+    bool show_progress = false; // long disk commands draw a progress bar on `err` (set when stderr is a terminal)
 };
 
 // The context of the real program: the store at Store::default_root(), the host's MemTotal, the real worker
-// spawner and /proc probe, signal handling on.
+// spawner and /proc probe, signal handling on, progress bars when stderr is a terminal.
 CliContext default_cli_context(MachineFactory factory);
 
 // Runs one command (args excludes the program name). Output goes to `out`, errors to `err` as

@@ -2,10 +2,9 @@
 // Test-VHD). The format follows the file's extension: .vhd, .vhdx, anything else raw.
 #include "mgmt/cli_internal.h"
 #include "mgmt/vm_settings.h"
+#include "mgmt/progress_bar.h"
 #include "vm/disk/block_device.h"
-#include "vm/disk/raw/raw_disk.h"
-#include "vm/disk/vhd/vhd_disk.h"
-#include "vm/disk/vhdx/vhdx.h"
+#include "vm/disk/disk_ops.h"
 
 #include <nlohmann/json.hpp>
 
@@ -23,62 +22,15 @@ using vm::disk::DiskFormat;
 using vm::disk::DiskInfo;
 using vm::disk::DiskType;
 
-constexpr uint64_t read_chunk_bytes = 1ull << 20;
-
 int finish(Result<int> result, std::ostream& err) { return result ? *result : report_error(err, result.error()); }
 
-DiskFormat format_from_path(const std::string& path)
-{
-    std::string ext = std::filesystem::path(path).extension().string();
-    std::transform(ext.begin(), ext.end(), ext.begin(),
-                   [](char c) { return static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c); });
-    if (ext == ".vhd")
-        return DiskFormat::Vhd;
-    if (ext == ".vhdx")
-        return DiskFormat::Vhdx;
-    return DiskFormat::Raw;
-}
-
-std::string_view format_name(DiskFormat format)
-{
-    switch (format) {
-    case DiskFormat::Vhd:
-        return "VHD";
-    case DiskFormat::Vhdx:
-        return "VHDX";
-    case DiskFormat::Raw:
-        break;
-    }
-    return "Raw";
-}
-
-std::string_view type_name(DiskType type)
-{
-    switch (type) {
-    case DiskType::Dynamic:
-        return "Dynamic";
-    case DiskType::Differencing:
-        return "Differencing";
-    case DiskType::Fixed:
-        break;
-    }
-    return "Fixed";
-}
+using vm::disk::format_from_path;
+using vm::disk::format_name;
+using vm::disk::type_name;
 
 Result<std::unique_ptr<BlockDevice>> open_image(const std::string& path, bool read_only)
 {
-    std::error_code ec;
-    if (!std::filesystem::exists(path, ec))
-        return fail("{}: no such file", path);
-    switch (format_from_path(path)) {
-    case DiskFormat::Vhd:
-        return vm::disk::open_vhd(path, read_only);
-    case DiskFormat::Vhdx:
-        return vm::disk::open_vhdx(path, read_only);
-    case DiskFormat::Raw:
-        break;
-    }
-    return vm::disk::open_raw(path, read_only);
+    return vm::disk::open_disk(path, read_only);
 }
 
 Result<std::string> required_positional(const ParsedArgs& parsed, std::string_view command)
@@ -129,10 +81,8 @@ Result<NewVhdRequest> parse_new_vhd(const ParsedArgs& parsed)
     }
 
     if (request.type == DiskType::Differencing) {
-        if (request.format == DiskFormat::Vhdx)
-            return fail("differencing VHDX images are not implemented yet: use a .vhd path for a differencing disk");
         if (request.format == DiskFormat::Raw)
-            return fail("a raw image cannot be differencing: use a .vhd path");
+            return fail("a raw image cannot be differencing: use a .vhd or .vhdx path");
         const auto* parent = parsed.value("parent");
         if (parent == nullptr || parent->empty())
             return fail("--differencing needs --parent PATH");
@@ -143,8 +93,9 @@ Result<NewVhdRequest> parse_new_vhd(const ParsedArgs& parsed)
         std::error_code ec;
         if (!std::filesystem::exists(*parent, ec))
             return fail("parent {}: no such file", *parent);
-        if (format_from_path(*parent) != DiskFormat::Vhd)
-            return fail("parent {}: the parent of a differencing VHD must be a VHD (.vhd)", *parent);
+        if (format_from_path(*parent) != request.format)
+            return fail("parent {}: the parent of a differencing {} must be a {} (.{})", *parent, format, format,
+                        request.format == DiskFormat::Vhd ? "vhd" : "vhdx");
         request.parent = *parent;
     } else {
         if (parsed.value("parent") != nullptr)
@@ -185,20 +136,13 @@ Result<NewVhdRequest> parse_new_vhd(const ParsedArgs& parsed)
 
 Result<void> create_image(const NewVhdRequest& request)
 {
-    switch (request.format) {
-    case DiskFormat::Vhd:
-        if (request.type == DiskType::Differencing)
-            return vm::disk::create_vhd_differencing(request.path, request.parent);
-        if (request.block_size != 0)
-            return vm::disk::create_vhd(request.path, request.size, request.type, request.block_size);
-        return vm::disk::create_vhd(request.path, request.size, request.type);
-    case DiskFormat::Vhdx:
-        return vm::disk::create_vhdx(request.path, request.size, request.type, request.block_size,
-                                     request.logical_sector);
-    case DiskFormat::Raw:
-        break;
-    }
-    return vm::disk::create_raw(request.path, request.size);
+    vm::disk::CreateOptions options;
+    options.type = request.type;
+    options.size = request.size;
+    options.block_size = request.block_size;
+    options.logical_sector_size = request.logical_sector;
+    options.parent = request.parent;
+    return vm::disk::create_disk(request.path, options);
 }
 
 // ---- get-vhd ----
@@ -308,18 +252,8 @@ Result<int> get_vhd(std::span<const std::string> args, std::ostream& out)
     return exit_ok;
 }
 
-Result<void> read_everything(BlockDevice& device)
-{
-    const uint64_t size = device.size();
-    std::vector<uint8_t> buffer(static_cast<size_t>(std::min(size, read_chunk_bytes)));
-    for (uint64_t offset = 0; offset < size; offset += read_chunk_bytes) {
-        auto length = static_cast<size_t>(std::min(read_chunk_bytes, size - offset));
-        TRY_CTX(device.read(offset, std::span<uint8_t>(buffer.data(), length)), "reading at offset {}", offset);
-    }
-    return {};
-}
-
-Result<int> test_vhd(std::span<const std::string> args, std::ostream& out, std::ostream& err)
+Result<int> test_vhd(std::span<const std::string> args, std::ostream& out, std::ostream& err,
+                     const CliContext& context)
 {
     auto parsed = TRY(parse_args("test-vhd", args, {}, 0, 1));
     if (parsed.help) {
@@ -327,13 +261,135 @@ Result<int> test_vhd(std::span<const std::string> args, std::ostream& out, std::
         return exit_ok;
     }
     auto path = TRY(required_positional(parsed, "test-vhd"));
-    auto device = open_image(path, true);
-    Result<void> checked = device ? read_everything(**device) : Result<void>(fail(device.error()));
+    ProgressBar bar(err, context.show_progress, "Checking");
+    auto checked = vm::disk::check_disk(path, bar.callback());
+    bar.finish();
     if (!checked) {
         err << "vmgen: error: " << checked.error().message() << '\n';
         return exit_error;
     }
     out << path << ": OK\n";
+    return exit_ok;
+}
+
+// ---- convert-vhd ----
+
+constexpr OptionSpec convert_vhd_options[] = {{"vhd-type"}, {"block-size"}, {"logical-sector"}};
+
+Result<int> convert_vhd(std::span<const std::string> args, std::ostream& out, std::ostream& err,
+                        const CliContext& context)
+{
+    auto parsed = TRY(parse_args("convert-vhd", args, convert_vhd_options, 0, 2));
+    if (parsed.help) {
+        print_command_help(out, "convert-vhd");
+        return exit_ok;
+    }
+    if (parsed.positionals.size() != 2 || parsed.positionals[0].empty() || parsed.positionals[1].empty())
+        return fail("convert-vhd needs a source and a destination path (see 'vmgen convert-vhd --help')");
+    const std::string& source = parsed.positionals[0];
+    const std::string& destination = parsed.positionals[1];
+    const DiskFormat format = format_from_path(destination);
+
+    vm::disk::ConvertOptions options;
+    if (const auto* type = parsed.value("vhd-type")) {
+        std::string lower = *type;
+        std::transform(lower.begin(), lower.end(), lower.begin(),
+                       [](char c) { return static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c); });
+        if (lower == "fixed")
+            options.type = DiskType::Fixed;
+        else if (lower == "dynamic")
+            options.type = DiskType::Dynamic;
+        else
+            return fail("invalid --vhd-type '{}': must be fixed or dynamic", *type);
+        if (format == DiskFormat::Raw && options.type == DiskType::Dynamic)
+            return fail("a raw image has no dynamic type (it is written sparse): use .vhd or .vhdx, or drop --vhd-type");
+    }
+    if (const auto* block = parsed.value("block-size")) {
+        auto bytes = TRY_CTX(parse_memory_size(*block), "--block-size");
+        if (bytes == 0 || bytes > std::numeric_limits<uint32_t>::max())
+            return fail("invalid --block-size '{}'", *block);
+        options.block_size = static_cast<uint32_t>(bytes);
+    }
+    if (const auto* sector = parsed.value("logical-sector")) {
+        if (*sector != "512" && *sector != "4096")
+            return fail("invalid --logical-sector '{}': must be 512 or 4096", *sector);
+        options.logical_sector_size = *sector == "512" ? 512U : 4096U;
+    }
+    std::error_code ec;
+    if (std::filesystem::symlink_status(destination, ec).type() != std::filesystem::file_type::not_found)
+        return fail("{} already exists", destination);
+
+    ProgressBar bar(err, context.show_progress, "Converting");
+    auto converted = vm::disk::convert_disk(source, destination, options, bar.callback());
+    bar.finish();
+    TRY(std::move(converted));
+    auto device = TRY_CTX(open_image(destination, true), "checking {}", destination);
+    print_info_list(out, display_path(destination), device->info());
+    return exit_ok;
+}
+
+// ---- resize-vhd ----
+
+constexpr OptionSpec resize_vhd_options[] = {{"size"}, {"allow-data-loss", false}};
+
+Result<int> resize_vhd(std::span<const std::string> args, std::ostream& out)
+{
+    auto parsed = TRY(parse_args("resize-vhd", args, resize_vhd_options, 0, 1));
+    if (parsed.help) {
+        print_command_help(out, "resize-vhd");
+        return exit_ok;
+    }
+    auto path = TRY(required_positional(parsed, "resize-vhd"));
+    const auto* size = parsed.value("size");
+    if (size == nullptr)
+        return fail("resize-vhd needs --size (e.g. --size 128G)");
+    const uint64_t bytes = TRY_CTX(parse_memory_size(*size), "--size");
+    if (bytes == 0)
+        return fail("--size must not be 0");
+    TRY(vm::disk::resize_disk(path, bytes, parsed.flag("allow-data-loss")));
+    auto device = TRY_CTX(open_image(path, true), "checking {}", path);
+    print_info_list(out, display_path(path), device->info());
+    return exit_ok;
+}
+
+// ---- merge-vhd ----
+
+Result<int> merge_vhd(std::span<const std::string> args, std::ostream& out, std::ostream& err,
+                      const CliContext& context)
+{
+    auto parsed = TRY(parse_args("merge-vhd", args, {}, 0, 1));
+    if (parsed.help) {
+        print_command_help(out, "merge-vhd");
+        return exit_ok;
+    }
+    auto path = TRY(required_positional(parsed, "merge-vhd"));
+    ProgressBar bar(err, context.show_progress, "Merging");
+    auto merged = vm::disk::merge_disk(path, bar.callback());
+    bar.finish();
+    const std::string parent = TRY(std::move(merged));
+    auto device = TRY_CTX(open_image(parent, true), "checking {}", parent);
+    print_info_list(out, display_path(parent), device->info());
+    return exit_ok;
+}
+
+// ---- optimize-vhd ----
+
+Result<int> optimize_vhd(std::span<const std::string> args, std::ostream& out, std::ostream& err,
+                         const CliContext& context)
+{
+    auto parsed = TRY(parse_args("optimize-vhd", args, {}, 0, 1));
+    if (parsed.help) {
+        print_command_help(out, "optimize-vhd");
+        return exit_ok;
+    }
+    auto path = TRY(required_positional(parsed, "optimize-vhd"));
+    ProgressBar bar(err, context.show_progress, "Optimizing");
+    auto optimized = vm::disk::optimize_disk(path, bar.callback());
+    bar.finish();
+    const auto report = TRY(std::move(optimized));
+    auto device = TRY_CTX(open_image(path, true), "checking {}", path);
+    print_info_list(out, display_path(path), device->info());
+    out << fmt::format("FileSizeBefore     : {}\n", report.file_size_before);
     return exit_ok;
 }
 
@@ -349,9 +405,31 @@ int cmd_get_vhd(std::span<const std::string> args, std::ostream& out, std::ostre
     return finish(get_vhd(args, out), err);
 }
 
-int cmd_test_vhd(std::span<const std::string> args, std::ostream& out, std::ostream& err, const CliContext&)
+int cmd_test_vhd(std::span<const std::string> args, std::ostream& out, std::ostream& err, const CliContext& context)
 {
-    return finish(test_vhd(args, out, err), err);
+    return finish(test_vhd(args, out, err, context), err);
+}
+
+int cmd_convert_vhd(std::span<const std::string> args, std::ostream& out, std::ostream& err,
+                    const CliContext& context)
+{
+    return finish(convert_vhd(args, out, err, context), err);
+}
+
+int cmd_resize_vhd(std::span<const std::string> args, std::ostream& out, std::ostream& err, const CliContext&)
+{
+    return finish(resize_vhd(args, out), err);
+}
+
+int cmd_merge_vhd(std::span<const std::string> args, std::ostream& out, std::ostream& err, const CliContext& context)
+{
+    return finish(merge_vhd(args, out, err, context), err);
+}
+
+int cmd_optimize_vhd(std::span<const std::string> args, std::ostream& out, std::ostream& err,
+                     const CliContext& context)
+{
+    return finish(optimize_vhd(args, out, err, context), err);
 }
 
 } // namespace vmgen::mgmt::cli

@@ -83,6 +83,10 @@ int cmd_run(std::span<const std::string>, std::ostream&, std::ostream&, const Cl
 int cmd_new_vhd(std::span<const std::string>, std::ostream&, std::ostream&, const CliContext&);
 int cmd_get_vhd(std::span<const std::string>, std::ostream&, std::ostream&, const CliContext&);
 int cmd_test_vhd(std::span<const std::string>, std::ostream&, std::ostream&, const CliContext&);
+int cmd_convert_vhd(std::span<const std::string>, std::ostream&, std::ostream&, const CliContext&);
+int cmd_resize_vhd(std::span<const std::string>, std::ostream&, std::ostream&, const CliContext&);
+int cmd_merge_vhd(std::span<const std::string>, std::ostream&, std::ostream&, const CliContext&);
+int cmd_optimize_vhd(std::span<const std::string>, std::ostream&, std::ostream&, const CliContext&);
 int cmd_worker(std::span<const std::string>, std::ostream&, std::ostream&, const CliContext&);
 
 } // namespace vmgen::mgmt::cli

@@ -220,6 +220,37 @@ inline constexpr VhdxGuid vhdx_physical_sector_size_guid{
 inline constexpr VhdxGuid vhdx_parent_locator_guid{
     0xA8D35F2D, 0xB30B, 0x454D, {0xAB, 0xF7, 0xD3, 0xD8, 0x48, 0x34, 0xAB, 0x0C}};
 
+// 2.6.2.6.1 Parent Locator Header: the item starts with it, then key_value_count entries (2.6.2.6.2). Keys and
+// values are UTF-16LE strings (no terminating NUL) at byte offsets relative to the start of the item.
+struct VhdxParentLocatorHeader {
+    VhdxGuid locator_type;
+    uint16_t reserved;
+    uint16_t key_value_count;
+};
+static_assert(sizeof(VhdxParentLocatorHeader) == 20);
+static_assert(offsetof(VhdxParentLocatorHeader, key_value_count) == 18);
+
+// 2.6.2.6.2 Parent Locator Entry: offsets and lengths are non-zero, in bytes.
+struct VhdxParentLocatorEntry {
+    uint32_t key_offset;
+    uint32_t value_offset;
+    uint16_t key_length;
+    uint16_t value_length;
+};
+static_assert(sizeof(VhdxParentLocatorEntry) == 12);
+static_assert(offsetof(VhdxParentLocatorEntry, key_length) == 8);
+
+// 2.6.2.6.3 VHDX parent locator type: B04AEFB7-D19E-4A81-B789-25B8E9445913. Keys: parent_linkage (the parent's
+// DataWriteGuid as "{xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx}", required), parent_linkage2 (an alternative one),
+// relative_path, volume_path, absolute_win32_path (Windows paths with backslash separators; at least one present).
+inline constexpr VhdxGuid vhdx_parent_locator_type_vhdx{
+    0xB04AEFB7, 0xD19E, 0x4A81, {0xB7, 0x89, 0x25, 0xB8, 0xE9, 0x44, 0x59, 0x13}};
+
+// 2.4 Sector bitmap blocks: 1 MiB each, one bit per logical sector (1: in this file, 0: in the parent), so one
+// block covers a chunk of 2^23 sectors.
+inline constexpr uint64_t vhdx_sector_bitmap_block_size = vhdx_mib;
+inline constexpr uint64_t vhdx_sectors_per_bitmap_block = uint64_t{1} << 23;
+
 inline constexpr uint32_t vhdx_min_block_size = 1 << 20;
 inline constexpr uint32_t vhdx_max_block_size = 256 << 20;
 inline constexpr uint64_t vhdx_max_virtual_size = 64ULL << 40; // 64 TiB

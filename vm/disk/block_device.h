@@ -72,6 +72,12 @@ public:
     // a range that reads as zeroes; shrinking drops everything past the new end. Formats that cannot say so.
     virtual Result<void> resize(uint64_t new_size);
 
+    // Gives back to the file system the file space of ranges that no longer store data (discarded or unmapped
+    // blocks): moves stored blocks from the end of the file into the holes and truncates, or punches holes.
+    // Leaves the virtual disk's contents unchanged; crash-safe like every other metadata update. The default
+    // does nothing (nothing to reclaim that the format can give back cheaply).
+    virtual Result<void> compact() { return {}; }
+
     // Flushes and releases what the image holds open, reporting a failed final write (the destructor closes
     // too but can only log). No other call may follow.
     virtual Result<void> close() { return read_only() ? Result<void>{} : flush(); }

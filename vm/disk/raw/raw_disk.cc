@@ -62,10 +62,11 @@ constexpr uint64_t zero_chunk = 1024 * 1024;
 
 class RawDisk final : public BlockDevice {
 public:
-    RawDisk(UniqueFd fd, DiskInfo info, bool read_only)
+    RawDisk(UniqueFd fd, DiskInfo info, bool read_only, bool block_device)
         : m_fd(std::move(fd))
         , m_info(std::move(info))
         , m_read_only(read_only)
+        , m_block_device(block_device)
     {
     }
 
@@ -120,10 +121,72 @@ public:
         return {};
     }
 
+    // Data where the file has data, Zero over its holes (SEEK_DATA/SEEK_HOLE). A filesystem without them
+    // (EINVAL) is all Data. Hole edges are filesystem blocks; an edge that is not sector-aligned widens the
+    // Data side, so a Zero extent is always a hole.
+    Result<std::vector<Extent>> extents(uint64_t offset, uint64_t length) override
+    {
+        const uint32_t sector = m_info.logical_sector_size;
+        TRY(check_request(offset, length, m_info.virtual_size, sector));
+        std::vector<Extent> out;
+        const uint64_t end = offset + length;
+        uint64_t pos = offset;
+        while (pos < end) {
+            const off_t data = ::lseek(m_fd.get(), static_cast<off_t>(pos), SEEK_DATA);
+            if (data < 0) {
+                const int err = errno;
+                if (err == ENXIO) { // no data from pos to the end of the file
+                    append_extent(out, { pos, end - pos, ExtentKind::Zero });
+                    break;
+                }
+                if (err == EINVAL || err == EOPNOTSUPP) { // holes not reported here
+                    append_extent(out, { pos, end - pos, ExtentKind::Data });
+                    break;
+                }
+                return errno_failure(fmt::format("lseek(SEEK_DATA, {})", pos), err);
+            }
+            const uint64_t data_start = std::min(static_cast<uint64_t>(data) / sector * sector, end);
+            append_extent(out, { pos, data_start - pos, ExtentKind::Zero });
+            if (data_start == end)
+                break;
+            const off_t hole = ::lseek(m_fd.get(), data, SEEK_HOLE);
+            if (hole < 0)
+                return errno_failure(fmt::format("lseek(SEEK_HOLE, {})", data));
+            // A hole at `data` itself (the file changed under us) still moves on by a sector.
+            const uint64_t hole_start = std::min(
+                std::max((static_cast<uint64_t>(hole) + sector - 1) / sector * sector, data_start + sector), end);
+            append_extent(out, { data_start, hole_start - data_start, ExtentKind::Data });
+            pos = hole_start;
+        }
+        return out;
+    }
+
+    // ftruncate: growing adds a hole (reads as zeroes), shrinking drops the tail. Block devices have their
+    // own size.
+    Result<void> resize(uint64_t new_size) override
+    {
+        if (m_read_only)
+            return fail("resize of a read-only disk");
+        if (m_block_device)
+            return fail("a block device cannot be resized");
+        if (new_size == 0 || new_size % m_info.logical_sector_size != 0 || new_size > static_cast<uint64_t>(INT64_MAX))
+            return fail("new size {} is not a non-zero multiple of {} bytes", new_size, m_info.logical_sector_size);
+        if (::ftruncate(m_fd.get(), static_cast<off_t>(new_size)) != 0)
+            return errno_failure(fmt::format("resizing to {} bytes", new_size));
+        while (::fdatasync(m_fd.get()) != 0) {
+            if (errno != EINTR)
+                return errno_failure("fdatasync");
+        }
+        m_info.virtual_size = new_size;
+        m_info.file_size = new_size;
+        return {};
+    }
+
 private:
     UniqueFd m_fd;
     DiskInfo m_info;
     bool m_read_only;
+    bool m_block_device;
 };
 
 } // namespace
@@ -152,7 +215,8 @@ Result<std::unique_ptr<BlockDevice>> open_raw(const std::string& path, bool read
     info.type = DiskType::Fixed;
     info.virtual_size = size;
     info.file_size = size;
-    return std::unique_ptr<BlockDevice>(std::make_unique<RawDisk>(std::move(fd), std::move(info), read_only));
+    return std::unique_ptr<BlockDevice>(
+        std::make_unique<RawDisk>(std::move(fd), std::move(info), read_only, S_ISBLK(st.st_mode)));
 }
 
 Result<void> create_raw(const std::string& path, uint64_t size)

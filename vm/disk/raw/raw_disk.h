@@ -1,4 +1,6 @@
-// Raw disk images: the file's bytes are the disk's bytes. Created sparse (ftruncate); discard punches holes.
+// Raw disk images: the file's bytes are the disk's bytes. Created sparse (ftruncate); discard punches holes;
+// extents() reports the file's holes as Zero (SEEK_DATA/SEEK_HOLE); resize() truncates or extends the file
+// sparsely (not block devices) and must not run concurrently with other calls on the same device.
 #pragma once
 
 #include "support/result.h"

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <vector>
@@ -102,6 +103,90 @@ TEST_F(RawDiskTest, ReadOnly)
     EXPECT_NE(w.error().message().find("read-only"), std::string::npos);
     EXPECT_FALSE(disk->discard(0, 512));
     EXPECT_TRUE(disk->flush());
+}
+
+std::vector<uint8_t> pattern(size_t n, uint8_t seed)
+{
+    std::vector<uint8_t> v(n);
+    for (size_t i = 0; i < n; ++i)
+        v[i] = static_cast<uint8_t>(seed + i * 13 + (i >> 9));
+    return v;
+}
+
+TEST_F(RawDiskTest, ExtentsFollowTheFileHoles)
+{
+    const auto p = path("a.img");
+    constexpr uint64_t mib = 1 << 20;
+    ASSERT_TRUE(create_raw(p, 8 * mib));
+    auto disk = std::move(*open_raw(p, false));
+    ASSERT_TRUE(disk->write(mib, pattern(64 << 10, 1)));
+    ASSERT_TRUE(disk->write(4 * mib, pattern(mib, 2)));
+    ASSERT_TRUE(disk->discard(4 * mib + (256 << 10), 128 << 10));
+    ASSERT_TRUE(disk->flush());
+    auto all = disk->extents(0, 8 * mib);
+    ASSERT_TRUE(all) << all.error().message();
+    if (all->size() == 1 && all->front().kind == ExtentKind::Data)
+        GTEST_SKIP() << "this filesystem reports no holes";
+    const std::vector<Extent> expected = {
+        { 0, mib, ExtentKind::Zero },
+        { mib, 64 << 10, ExtentKind::Data },
+        { mib + (64 << 10), 3 * mib - (64 << 10), ExtentKind::Zero },
+        { 4 * mib, 256 << 10, ExtentKind::Data },
+        { 4 * mib + (256 << 10), 128 << 10, ExtentKind::Zero },
+        { 4 * mib + (384 << 10), 640 << 10, ExtentKind::Data },
+        { 5 * mib, 3 * mib, ExtentKind::Zero },
+    };
+    EXPECT_EQ(*all, expected);
+    // A range starting and ending inside extents is clipped to it exactly.
+    const std::vector<Extent> part
+        = { { mib + (32 << 10), 32 << 10, ExtentKind::Data }, { mib + (64 << 10), 512, ExtentKind::Zero } };
+    EXPECT_EQ(*disk->extents(mib + (32 << 10), (32 << 10) + 512), part);
+    EXPECT_EQ(*disk->extents(6 * mib, 4096), (std::vector<Extent> { { 6 * mib, 4096, ExtentKind::Zero } }));
+    EXPECT_TRUE(disk->extents(0, 0)->empty());
+    EXPECT_FALSE(disk->extents(100, 512));
+    EXPECT_FALSE(disk->extents(8 * mib - 512, 1024));
+}
+
+TEST_F(RawDiskTest, ResizeGrowsSparseAndShrinks)
+{
+    const auto p = path("a.img");
+    ASSERT_TRUE(create_raw(p, 1 << 20));
+    const auto tail = pattern(4096, 3);
+    {
+        auto disk = std::move(*open_raw(p, false));
+        ASSERT_TRUE(disk->write((1 << 20) - 4096, tail));
+        auto grown = disk->resize(16 << 20);
+        ASSERT_TRUE(grown) << grown.error().message();
+        EXPECT_EQ(disk->size(), 16u << 20);
+        EXPECT_EQ(disk->info().file_size, 16u << 20);
+        std::vector<uint8_t> back(4096);
+        ASSERT_TRUE(disk->read((1 << 20) - 4096, back));
+        EXPECT_EQ(back, tail);
+        std::vector<uint8_t> fresh(15 << 20, 0xff);
+        ASSERT_TRUE(disk->read(1 << 20, fresh));
+        EXPECT_TRUE(std::all_of(fresh.begin(), fresh.end(), [](uint8_t b) { return b == 0; }));
+        ASSERT_TRUE(disk->write((16 << 20) - 512, std::span(tail).first(512)));
+        struct stat st { };
+        ASSERT_EQ(::stat(p.c_str(), &st), 0);
+        EXPECT_EQ(st.st_size, 16 << 20);
+        EXPECT_LT(st.st_blocks * 512, 1 << 20) << "growing must stay sparse";
+        // Shrinking drops the tail: what is past the new end is gone, and stays gone when grown again.
+        ASSERT_TRUE(disk->resize((1 << 20) - 2048));
+        EXPECT_EQ(disk->size(), (1u << 20) - 2048);
+        EXPECT_FALSE(disk->read((1 << 20) - 2048, std::span(back).first(512)));
+        ASSERT_TRUE(disk->resize(1 << 20));
+        ASSERT_TRUE(disk->read((1 << 20) - 4096, back));
+        EXPECT_TRUE(std::equal(back.begin(), back.begin() + 2048, tail.begin()));
+        EXPECT_TRUE(std::all_of(back.begin() + 2048, back.end(), [](uint8_t b) { return b == 0; }));
+        EXPECT_FALSE(disk->resize(0));
+        EXPECT_FALSE(disk->resize(1000));
+        EXPECT_EQ(disk->size(), 1u << 20);
+    }
+    auto reopened = std::move(*open_raw(p, true));
+    EXPECT_EQ(reopened->size(), 1u << 20);
+    auto refused = reopened->resize(2 << 20);
+    ASSERT_FALSE(refused);
+    EXPECT_NE(refused.error().message().find("read-only"), std::string::npos);
 }
 
 TEST_F(RawDiskTest, RefusesBadFiles)

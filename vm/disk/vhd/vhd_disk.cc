@@ -3,16 +3,16 @@
 #include "support/errno_error.h"
 #include "support/unique_fd.h"
 #include "vm/disk/raw/raw_disk.h"
+#include "vm/disk/vhd/utf16.h"
+#include "vm/disk/vhd/vhd_layout.h"
 
 #include <fcntl.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <ctime>
 #include <filesystem>
 #include <fmt/ranges.h>
 #include <mutex>
@@ -45,18 +45,23 @@ uint64_t round_up(uint64_t v, uint64_t a)
     return (v + a - 1) / a * a;
 }
 
-std::string uuid_text(const uint8_t (&id)[16])
-{
-    return fmt::format(
-        "{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}", id[0],
-        id[1], id[2], id[3], id[4], id[5], id[6], id[7], id[8], id[9], id[10], id[11], id[12], id[13], id[14], id[15]);
-}
-
 Result<void> sync_fd(int fd)
 {
     while (::fdatasync(fd) != 0) {
         if (errno != EINTR)
             return errno_failure("fdatasync");
+    }
+    return {};
+}
+
+// Writes `length` bytes of `value` at `offset`, a megabyte at a time.
+Result<void> fill_bytes(int fd, uint64_t offset, uint64_t length, uint8_t value)
+{
+    const std::vector<uint8_t> bytes(std::min<uint64_t>(length, 1 << 20), value);
+    for (uint64_t done = 0; done < length;) {
+        const uint64_t n = std::min<uint64_t>(length - done, bytes.size());
+        TRY(pwrite_full(fd, std::span(bytes).first(n), offset + done));
+        done += n;
     }
     return {};
 }
@@ -67,131 +72,12 @@ Result<void> write_zeroes(int fd, uint64_t offset, uint64_t length)
             fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(offset), static_cast<off_t>(length))
         == 0)
         return {};
-    const std::vector<uint8_t> zeroes(std::min<uint64_t>(length, 1 << 20), 0);
-    for (uint64_t done = 0; done < length;) {
-        const uint64_t n = std::min<uint64_t>(length - done, zeroes.size());
-        TRY(pwrite_full(fd, std::span(zeroes).first(n), offset + done));
-        done += n;
-    }
-    return {};
+    return fill_bytes(fd, offset, length, 0);
 }
 
 bool all_zero(std::span<const uint8_t> data)
 {
     return std::all_of(data.begin(), data.end(), [](uint8_t b) { return b == 0; });
-}
-
-// Validates a footer read from a file; returns nothing on success.
-Result<void> check_footer(const p::VhdFooter& f)
-{
-    if (std::memcmp(f.cookie, p::vhd_footer_cookie, sizeof(f.cookie)) != 0)
-        return fail("no VHD footer (cookie is not \"conectix\")");
-    const uint32_t sum = p::vhd_checksum(bytes_of(f), offsetof(p::VhdFooter, checksum));
-    if (sum != be_load(f.checksum))
-        return fail("footer checksum mismatch (stored {:#x}, computed {:#x})", be_load(f.checksum), sum);
-    if ((be_load(f.file_format_version) >> 16) != 1)
-        return fail("unsupported file format version {:#x}", be_load(f.file_format_version));
-    const uint64_t size = be_load(f.current_size);
-    if (size == 0 || size % sector != 0 || size > p::vhd_max_size)
-        return fail("impossible disk size {}", size);
-    const uint32_t type = be_load(f.disk_type);
-    if (type != p::vhd_type_fixed && type != p::vhd_type_dynamic && type != p::vhd_type_differencing)
-        return fail("unsupported disk type {}", type);
-    return {};
-}
-
-void fill_footer(p::VhdFooter& f, uint64_t size, uint32_t type, uint64_t data_offset)
-{
-    std::memset(&f, 0, sizeof(f));
-    std::memcpy(f.cookie, p::vhd_footer_cookie, sizeof(f.cookie));
-    f.features = be_store(p::vhd_features_reserved);
-    f.file_format_version = be_store(p::vhd_file_format_version);
-    f.data_offset = be_store(data_offset);
-    const auto now = static_cast<uint64_t>(std::time(nullptr));
-    f.timestamp
-        = be_store(static_cast<uint32_t>(now > p::vhd_epoch_unix_seconds ? now - p::vhd_epoch_unix_seconds : 0));
-    std::memcpy(f.creator_application, "vmgn", 4);
-    f.creator_version = be_store(uint32_t { 0x00010000 });
-    f.creator_host_os = be_store(p::vhd_host_os_windows);
-    f.original_size = be_store(size);
-    f.current_size = be_store(size);
-    const auto geometry = p::vhd_geometry(size / sector);
-    f.cylinders = be_store(geometry.cylinders);
-    f.heads = geometry.heads;
-    f.sectors_per_track = geometry.sectors_per_track;
-    f.disk_type = be_store(type);
-    // Random (version 4) unique id; getrandom only fails for lack of entropy at early boot.
-    if (::getrandom(f.unique_id, sizeof(f.unique_id), 0) != static_cast<ssize_t>(sizeof(f.unique_id))) {
-        const auto t = static_cast<uint64_t>(std::time(nullptr)) ^ reinterpret_cast<uintptr_t>(&f);
-        std::memcpy(f.unique_id, &t, sizeof(t));
-    }
-    f.unique_id[6] = static_cast<uint8_t>((f.unique_id[6] & 0x0f) | 0x40);
-    f.unique_id[8] = static_cast<uint8_t>((f.unique_id[8] & 0x3f) | 0x80);
-    f.checksum = be_store(p::vhd_checksum(bytes_of(f), offsetof(p::VhdFooter, checksum)));
-}
-
-// UTF-8 <-> UTF-16 for parent names and locators (invalid input is replaced, never trusted).
-std::u16string utf16_from_utf8(std::string_view in)
-{
-    std::u16string out;
-    for (size_t i = 0; i < in.size();) {
-        const auto c = static_cast<uint8_t>(in[i]);
-        uint32_t cp = 0xfffd;
-        size_t len = 1;
-        if (c < 0x80) {
-            cp = c;
-        } else if ((c & 0xe0) == 0xc0 && i + 1 < in.size()) {
-            cp = ((c & 0x1fu) << 6) | (static_cast<uint8_t>(in[i + 1]) & 0x3fu);
-            len = 2;
-        } else if ((c & 0xf0) == 0xe0 && i + 2 < in.size()) {
-            cp = ((c & 0x0fu) << 12) | ((static_cast<uint8_t>(in[i + 1]) & 0x3fu) << 6)
-                | (static_cast<uint8_t>(in[i + 2]) & 0x3fu);
-            len = 3;
-        } else if ((c & 0xf8) == 0xf0 && i + 3 < in.size()) {
-            cp = ((c & 0x07u) << 18) | ((static_cast<uint8_t>(in[i + 1]) & 0x3fu) << 12)
-                | ((static_cast<uint8_t>(in[i + 2]) & 0x3fu) << 6) | (static_cast<uint8_t>(in[i + 3]) & 0x3fu);
-            len = 4;
-        }
-        i += len;
-        if (cp >= 0x10000 && cp <= 0x10ffff) {
-            cp -= 0x10000;
-            out.push_back(static_cast<char16_t>(0xd800 + (cp >> 10)));
-            out.push_back(static_cast<char16_t>(0xdc00 + (cp & 0x3ff)));
-        } else {
-            out.push_back(static_cast<char16_t>(cp > 0xffff ? 0xfffd : cp));
-        }
-    }
-    return out;
-}
-
-std::string utf8_from_utf16(const std::u16string& in)
-{
-    std::string out;
-    for (size_t i = 0; i < in.size(); ++i) {
-        uint32_t cp = in[i];
-        if (cp >= 0xd800 && cp < 0xdc00 && i + 1 < in.size() && in[i + 1] >= 0xdc00 && in[i + 1] < 0xe000) {
-            cp = 0x10000 + ((cp - 0xd800) << 10) + (in[i + 1] - 0xdc00u);
-            ++i;
-        } else if (cp >= 0xd800 && cp < 0xe000) {
-            cp = 0xfffd;
-        }
-        if (cp < 0x80) {
-            out.push_back(static_cast<char>(cp));
-        } else if (cp < 0x800) {
-            out.push_back(static_cast<char>(0xc0 | (cp >> 6)));
-            out.push_back(static_cast<char>(0x80 | (cp & 0x3f)));
-        } else if (cp < 0x10000) {
-            out.push_back(static_cast<char>(0xe0 | (cp >> 12)));
-            out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3f)));
-            out.push_back(static_cast<char>(0x80 | (cp & 0x3f)));
-        } else {
-            out.push_back(static_cast<char>(0xf0 | (cp >> 18)));
-            out.push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3f)));
-            out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3f)));
-            out.push_back(static_cast<char>(0x80 | (cp & 0x3f)));
-        }
-    }
-    return out;
 }
 
 constexpr int max_chain_depth = 16;
@@ -208,14 +94,15 @@ public:
     {
     }
 
-    // Dynamic and differencing disks: the BAT (host order) and its geometry.
-    void set_dynamic(std::vector<uint32_t> bat, uint64_t table_offset, uint32_t block_size)
+    // Dynamic and differencing disks: the (validated) header and the BAT (host order).
+    void set_dynamic(const p::VhdDynamicHeader& header, std::vector<uint32_t> bat)
     {
+        m_header = header;
         m_bat = std::move(bat);
         m_full.assign(m_bat.size(), false);
-        m_table_offset = table_offset;
-        m_block_size = block_size;
-        m_bitmap_size = static_cast<uint32_t>(round_up(block_size / sector / 8, sector));
+        m_table_offset = be_load(header.table_offset);
+        m_block_size = be_load(header.block_size);
+        m_bitmap_size = static_cast<uint32_t>(round_up(m_block_size / sector / 8, sector));
     }
     void set_parent(std::unique_ptr<VhdDisk> parent) { m_parent = std::move(parent); }
     [[nodiscard]] const p::VhdFooter& footer() const { return m_footer; }
@@ -229,8 +116,8 @@ public:
         if (m_info.type == DiskType::Fixed)
             return pread_full(m_fd.get(), out, offset);
         std::lock_guard lock(m_mutex);
-        return for_each_block(offset, out.size(), [&](size_t index, uint64_t in_block, size_t done, size_t n) {
-            return read_in_block(index, in_block, out.subspan(done, n));
+        return for_each_block(offset, out.size(), [&](size_t index, uint64_t in_block, uint64_t done, uint64_t n) {
+            return read_in_block(index, in_block, out.subspan(static_cast<size_t>(done), static_cast<size_t>(n)));
         });
     }
 
@@ -242,22 +129,21 @@ public:
         if (m_info.type == DiskType::Fixed)
             return pwrite_full(m_fd.get(), in, offset);
         std::lock_guard lock(m_mutex);
-        return for_each_block(offset, in.size(), [&](size_t index, uint64_t in_block, size_t done, size_t n) {
-            return write_in_block(index, in_block, in.subspan(done, n));
+        return for_each_block(offset, in.size(), [&](size_t index, uint64_t in_block, uint64_t done, uint64_t n) {
+            return write_in_block(index, in_block, in.subspan(static_cast<size_t>(done), static_cast<size_t>(n)));
         });
     }
 
     // Splits [offset, offset + length) at block boundaries: fn(block index, offset in the block, bytes done
-    // so far, bytes in this piece) for each piece, stopping at the first error.
-    template <typename Fn>
-    Result<void> for_each_block(uint64_t offset, size_t length, Fn&& fn)
+    // so far, bytes in this piece) for each piece, stopping at the first error. A piece is at most a block.
+    template <typename Fn> Result<void> for_each_block(uint64_t offset, uint64_t length, Fn&& fn)
     {
-        size_t done = 0;
+        uint64_t done = 0;
         while (done < length) {
             const uint64_t pos = offset + done;
             const auto index = static_cast<size_t>(pos / m_block_size);
             const uint64_t in_block = pos % m_block_size;
-            const size_t n = static_cast<size_t>(std::min<uint64_t>(length - done, m_block_size - in_block));
+            const uint64_t n = std::min<uint64_t>(length - done, m_block_size - in_block);
             TRY(fn(index, in_block, done, n));
             done += n;
         }
@@ -279,24 +165,152 @@ public:
         if (m_info.type == DiskType::Fixed)
             return write_zeroes(m_fd.get(), offset, length);
         std::lock_guard lock(m_mutex);
+        if (m_info.type == DiskType::Dynamic)
+            TRY(release_blocks(offset, length));
         std::vector<uint8_t> zeroes;
-        uint64_t done = 0;
-        while (done < length) {
-            const uint64_t pos = offset + done;
-            const auto index = static_cast<size_t>(pos / m_block_size);
-            const uint64_t in_block = pos % m_block_size;
-            const uint64_t n = std::min<uint64_t>(length - done, m_block_size - in_block);
-            if (m_info.type == DiskType::Differencing) {
-                // The range must stop showing the parent: write zeroes that mark the sectors present.
-                zeroes.resize(static_cast<size_t>(n));
-                TRY(write_in_block(index, in_block, zeroes));
-            } else if (m_bat[index] != p::vhd_bat_unallocated) {
-                // Blocks stay allocated (freeing one would need the BAT compacted); their data is punched.
-                TRY(write_zeroes(m_fd.get(), data_offset(index) + in_block, n));
-            }
-            done += n;
+        return for_each_block(
+            offset, length, [&](size_t index, uint64_t in_block, uint64_t, uint64_t n) -> Result<void> {
+                if (m_info.type == DiskType::Differencing) {
+                    // The range must stop showing the parent: write zeroes that mark the sectors present.
+                    zeroes.resize(static_cast<size_t>(n));
+                    return write_in_block(index, in_block, zeroes);
+                }
+                // Dynamic, part of a block: it stays allocated and the range's data is punched.
+                if (m_bat[index] != p::vhd_bat_unallocated)
+                    return write_zeroes(m_fd.get(), data_offset(index) + in_block, n);
+                return {};
+            });
+    }
+
+    // Dynamic: releases the allocated blocks that [offset, offset + length) covers whole (the disk's end
+    // counts as the end of its last block). Their BAT entries are the commit: written unallocated and synced;
+    // only then are the blocks' bytes punched. A crash before the sync leaves each block allocated with its
+    // data or released. The released space stays in the file, unreferenced, until compact().
+    Result<void> release_blocks(uint64_t offset, uint64_t length)
+    {
+        const auto first = static_cast<size_t>((offset + m_block_size - 1) / m_block_size);
+        const uint64_t end = offset + length;
+        const auto last = end == m_info.virtual_size ? m_bat.size() : static_cast<size_t>(end / m_block_size);
+        std::vector<size_t> released;
+        for (size_t i = first; i < last; ++i) {
+            if (m_bat[i] != p::vhd_bat_unallocated)
+                released.push_back(i);
+        }
+        if (released.empty())
+            return {};
+        // One write from the first released entry to the last: the entries between are covered too.
+        const uint64_t lo = released.front();
+        TRY(fill_bytes(m_fd.get(), m_table_offset + lo * 4, (released.back() + 1 - lo) * 4, 0xff));
+        TRY(sync_fd(m_fd.get()));
+        for (const size_t i : released) {
+            const uint64_t start = uint64_t { m_bat[i] } * sector;
+            m_bat[i] = p::vhd_bat_unallocated;
+            m_full[i] = false;
+            m_bitmaps.erase(i);
+            TRY(write_zeroes(m_fd.get(), start, m_bitmap_size + m_block_size));
         }
         return {};
+    }
+
+    // Dynamic and differencing disks: moves the blocks stored last in the file into the space no BAT entry
+    // points at (as plan_vhd_compaction says), then ends the file after the last block. Crash order, the file
+    // ending in its valid footer throughout and every state passing open's checks: a sync first (the BAT
+    // entries in memory are durable, so no durable entry points into the space reused); for each block, its
+    // bitmap and data copied into free space below it, a sync, its BAT entry (the commit), a sync (before its
+    // old place is reused); then the footer written at its new offset, past every block and metadata range,
+    // a sync, the file truncated after it (the commit), a sync. A crash leaves at worst an unreferenced copy,
+    // or the new footer's copy in free space before the old footer. Not safe against concurrent I/O on this
+    // device: callers quiesce it first.
+    Result<void> compact() override
+    {
+        if (m_read_only)
+            return fail("compact of a read-only disk");
+        if (m_info.type == DiskType::Fixed)
+            return {};
+        std::lock_guard lock(m_mutex);
+        auto reserved = vhd_metadata_ranges(m_footer, m_header, m_bat.size(), m_footer_offset);
+        // The whole BAT as the header sizes it stays clear too (tools read max_table_entries entries), and
+        // blocks go nowhere below it.
+        const uint64_t table_end
+            = std::min(m_table_offset + uint64_t { be_load(m_header.max_table_entries) } * 4, m_footer_offset);
+        reserved.push_back({ m_table_offset, table_end });
+        const auto plan
+            = plan_vhd_compaction(std::move(reserved), m_bat, m_bitmap_size + m_block_size, table_end, m_footer_offset);
+        if (plan.moves.empty() && plan.footer_offset == m_footer_offset)
+            return {};
+        TRY(sync_fd(m_fd.get()));
+        for (const auto& move : plan.moves) {
+            TRY(copy_slot(move.from, move.to, false));
+            TRY(sync_fd(m_fd.get()));
+            TRY(set_entry(move.index, move.to));
+            TRY(sync_fd(m_fd.get()));
+        }
+        if (plan.footer_offset < m_footer_offset) {
+            TRY(pwrite_full(m_fd.get(), bytes_of(m_footer), plan.footer_offset));
+            TRY(sync_fd(m_fd.get()));
+            if (::ftruncate(m_fd.get(), static_cast<off_t>(plan.footer_offset + sizeof(p::VhdFooter))) != 0)
+                return errno_failure("truncating");
+            m_footer_offset = plan.footer_offset;
+            m_info.file_size = m_footer_offset + sizeof(p::VhdFooter);
+            TRY(sync_fd(m_fd.get()));
+        }
+        return {};
+    }
+
+    // Fixed: all Data. Dynamic and differencing, per block: unallocated is Zero (dynamic) or Parent
+    // (differencing); an allocated block is Data where its sector bitmap says present, otherwise Zero or
+    // Parent as for an unallocated block (the read path treats absent sectors of a dynamic disk as zeroes).
+    Result<std::vector<Extent>> extents(uint64_t offset, uint64_t length) override
+    {
+        TRY(check_request(offset, length, m_info.virtual_size, sector));
+        std::vector<Extent> out;
+        if (m_info.type == DiskType::Fixed) {
+            append_extent(out, { offset, length, ExtentKind::Data });
+            return out;
+        }
+        const ExtentKind absent = m_info.type == DiskType::Differencing ? ExtentKind::Parent : ExtentKind::Zero;
+        std::lock_guard lock(m_mutex);
+        auto piece = [&](size_t index, uint64_t in_block, uint64_t done, uint64_t n) -> Result<void> {
+            const uint64_t pos = offset + done;
+            if (m_bat[index] == p::vhd_bat_unallocated) {
+                append_extent(out, { pos, n, absent });
+                return {};
+            }
+            const auto* bm = TRY(bitmap(index));
+            if (bm == nullptr) {
+                append_extent(out, { pos, n, ExtentKind::Data });
+                return {};
+            }
+            for (uint64_t s = 0; s < n; s += sector)
+                append_extent(out, { pos + s, sector, bit(*bm, (in_block + s) / sector) ? ExtentKind::Data : absent });
+            return {};
+        };
+        TRY(for_each_block(offset, length, piece));
+        return out;
+    }
+
+    // Fixed and dynamic disks; a differencing disk has its parent's size. The new size is committed by one
+    // footer write (the trailing footer, the one opening reads); every step before it leaves the old disk
+    // readable, and a crash never leaves a file that does not end in a valid footer. Not safe against I/O
+    // running concurrently on this device: callers quiesce it first.
+    Result<void> resize(uint64_t new_size) override
+    {
+        if (m_read_only)
+            return fail("resize of a read-only disk");
+        if (m_info.type == DiskType::Differencing)
+            return fail("a differencing disk has its parent's size");
+        if (new_size == 0 || new_size % sector != 0 || new_size > p::vhd_max_size)
+            return fail("new size {} is not a non-zero multiple of 512 up to 2040 GiB", new_size);
+        std::lock_guard lock(m_mutex);
+        if (new_size == m_info.virtual_size)
+            return {};
+        p::VhdFooter footer = m_footer;
+        set_vhd_footer_size(footer, new_size);
+        if (m_info.type == DiskType::Fixed)
+            return resize_fixed(footer);
+        if (new_size > m_info.virtual_size)
+            return grow_dynamic(footer);
+        return shrink_dynamic(footer);
     }
 
 private:
@@ -396,18 +410,37 @@ private:
         return {};
     }
 
+    // Room for one block at the end of the file. The footer is written past it first, so the file ends in a
+    // footer throughout (the old footer, in the block's place, is overwritten next). Returns the block's offset.
+    Result<uint64_t> append_block_space()
+    {
+        const uint64_t start = m_footer_offset;
+        if (start / sector >= p::vhd_bat_unallocated)
+            return fail("VHD file too large for another block");
+        const uint64_t end = start + m_bitmap_size + m_block_size;
+        TRY(pwrite_full(m_fd.get(), bytes_of(m_footer), end));
+        m_footer_offset = end;
+        m_info.file_size = end + sizeof(p::VhdFooter);
+        return start;
+    }
+
+    // Points BAT entry `index` at the block at file offset `start` (whose bytes must be durable already).
+    Result<void> set_entry(size_t index, uint64_t start)
+    {
+        const auto entry = be_store(static_cast<uint32_t>(start / sector));
+        TRY(pwrite_full(m_fd.get(), bytes_of(entry), m_table_offset + index * 4));
+        m_bat[index] = static_cast<uint32_t>(start / sector);
+        return {};
+    }
+
     // Allocates block `index` at the end of the file holding `chunk` at `in_block`. Dynamic disks mark the
     // whole block present (its other sectors are zeroes); differencing disks only the written sectors. Crash
-    // order: the footer at the new end of the file first (the old one, in the new block's place, is then
-    // never the last 512 bytes while the file lacks a footer), then the block, a sync, then the BAT entry; a
-    // crash anywhere leaves at worst an unreferenced block, never a BAT entry pointing at garbage.
+    // order: the footer at the new end of the file first (append_block_space), then the block, a sync, then
+    // the BAT entry; a crash anywhere leaves at worst an unreferenced block, never a BAT entry pointing at
+    // garbage.
     Result<void> allocate(size_t index, uint64_t in_block, std::span<const uint8_t> chunk)
     {
-        const uint64_t block_offset = m_footer_offset;
-        if ((block_offset / sector) >= p::vhd_bat_unallocated)
-            return fail("VHD file too large for another block");
-        const uint64_t new_footer_offset = block_offset + m_bitmap_size + m_block_size;
-        TRY(pwrite_full(m_fd.get(), bytes_of(m_footer), new_footer_offset));
+        const uint64_t block_offset = TRY(append_block_space());
         std::vector<uint8_t> buffer(m_bitmap_size + m_block_size, 0);
         std::vector<uint8_t> bm(m_bitmap_size, 0);
         if (m_info.type == DiskType::Dynamic) {
@@ -421,16 +454,166 @@ private:
         std::copy(chunk.begin(), chunk.end(), buffer.begin() + static_cast<ptrdiff_t>(m_bitmap_size + in_block));
         TRY(pwrite_full(m_fd.get(), buffer, block_offset));
         TRY(sync_fd(m_fd.get()));
-        const auto entry = be_store(static_cast<uint32_t>(block_offset / sector));
-        TRY(pwrite_full(m_fd.get(), bytes_of(entry), m_table_offset + index * 4));
-        m_bat[index] = static_cast<uint32_t>(block_offset / sector);
-        m_footer_offset = new_footer_offset;
-        m_info.file_size = m_footer_offset + sizeof(p::VhdFooter);
+        TRY(set_entry(index, block_offset));
         if (all_present(bm))
             m_full[index] = true;
         else
             m_bitmaps[index] = std::move(bm);
         return {};
+    }
+
+    // Fixed: the footer follows the data. Growing writes the new footer at the new end and syncs (the file
+    // ends in it from then on: committed), then zeroes the old footer's sector, now disk data, and syncs; a
+    // crash between leaves the new size with the old footer's bytes in the grown range. Shrinking writes the
+    // new footer over dropped data and syncs while the old footer still ends the file, then truncates the
+    // file after the new one (committed) and syncs; a crash before the truncation leaves the old size.
+    Result<void> resize_fixed(const p::VhdFooter& footer)
+    {
+        const uint64_t new_size = be_load(footer.current_size);
+        const uint64_t old_footer_offset = m_footer_offset;
+        TRY(pwrite_full(m_fd.get(), bytes_of(footer), new_size));
+        TRY(sync_fd(m_fd.get()));
+        if (new_size < old_footer_offset && ::ftruncate(m_fd.get(), static_cast<off_t>(new_size + sizeof(footer))) != 0)
+            return errno_failure("truncating");
+        m_footer = footer;
+        m_footer_offset = new_size;
+        m_info.virtual_size = new_size;
+        m_info.file_size = new_size + sizeof(footer);
+        if (new_size > old_footer_offset)
+            TRY(write_zeroes(m_fd.get(), old_footer_offset, sizeof(footer)));
+        return sync_fd(m_fd.get());
+    }
+
+    // Dynamic, growing. Each step leaves a file that opens: the header's BAT is never smaller than the size
+    // the trailing footer gives, and no BAT entry points at bytes not yet synced.
+    // 1. The last block's bytes past the old end are zeroed (they become disk data that must read as zeroes).
+    // 2. When the BAT needs more room than lies before the first block, make_table_room moves what is in its
+    //    way to the end of the file.
+    // 3. The new BAT entries are written unallocated; sync.
+    // 4. The header's max_table_entries and checksum (its first sector only); sync.
+    // 5. The footers (write_footers): the trailing one commits the new size.
+    Result<void> grow_dynamic(const p::VhdFooter& footer)
+    {
+        const uint64_t old_size = m_info.virtual_size;
+        const uint64_t new_size = be_load(footer.current_size);
+        const auto last = static_cast<size_t>((old_size - 1) / m_block_size);
+        if (old_size % m_block_size != 0 && m_bat[last] != p::vhd_bat_unallocated) {
+            const uint64_t tail = old_size % m_block_size;
+            TRY(write_zeroes(m_fd.get(), data_offset(last) + tail, m_block_size - tail));
+        }
+        // Entries past m_bat (never read, or dropped by a shrink) are not trusted: all are rewritten.
+        const auto count = static_cast<size_t>((new_size + m_block_size - 1) / m_block_size);
+        if (count > m_bat.size()) {
+            const uint64_t table_end = m_table_offset + round_up(uint64_t { count } * 4, sector);
+            TRY(make_table_room(table_end));
+            const uint64_t first_new = m_table_offset + uint64_t { m_bat.size() } * 4;
+            TRY(fill_bytes(m_fd.get(), first_new, table_end - first_new, 0xff));
+            m_bat.resize(count, p::vhd_bat_unallocated);
+            m_full.resize(count, false);
+        }
+        TRY(sync_fd(m_fd.get()));
+        TRY(set_table_entries(count));
+        return write_footers(footer);
+    }
+
+    // Makes [m_table_offset, table_end) free for the BAT to grow into. The trailing footer moves past it when
+    // it is in the way (written at table_end, synced); each block in it is copied to the end of the file (the
+    // footer past the copy first, as allocate does), synced, and only then its BAT entry repointed; a final
+    // sync makes the entries durable before the old copies are overwritten. A crash leaves at worst an
+    // unreferenced copy.
+    Result<void> make_table_room(uint64_t table_end)
+    {
+        const uint64_t header_offset = be_load(m_footer.data_offset);
+        if (header_offset > m_table_offset && header_offset < table_end)
+            return fail("the dynamic header at {} follows the BAT: no room to grow the BAT", header_offset);
+        if (m_footer_offset < table_end) {
+            TRY(pwrite_full(m_fd.get(), bytes_of(m_footer), table_end));
+            TRY(sync_fd(m_fd.get()));
+            m_footer_offset = table_end;
+            m_info.file_size = table_end + sizeof(p::VhdFooter);
+        }
+        for (size_t i = 0; i < m_bat.size(); ++i) {
+            const uint64_t start = uint64_t { m_bat[i] } * sector;
+            if (m_bat[i] != p::vhd_bat_unallocated && start >= m_table_offset && start < table_end)
+                TRY(move_block(i));
+        }
+        return sync_fd(m_fd.get());
+    }
+
+    // Copies block `index` to the end of the file, syncs, then repoints its BAT entry.
+    Result<void> move_block(size_t index)
+    {
+        const uint64_t to = TRY(append_block_space());
+        TRY(copy_slot(uint64_t { m_bat[index] } * sector, to, true));
+        TRY(sync_fd(m_fd.get()));
+        return set_entry(index, to);
+    }
+
+    // Copies a block's sector bitmap and data from `from` to `to`, a megabyte at a time; zero chunks are
+    // punched. `appended`: the destination was just appended and reads as zeroes past the old footer (its
+    // first sector), so zero chunks need no write at all.
+    Result<void> copy_slot(uint64_t from, uint64_t to, bool appended)
+    {
+        const uint64_t length = m_bitmap_size + m_block_size;
+        std::vector<uint8_t> buffer(static_cast<size_t>(std::min<uint64_t>(length, 1 << 20)));
+        for (uint64_t done = 0; done < length;) {
+            const auto chunk
+                = std::span(buffer).first(static_cast<size_t>(std::min<uint64_t>(length - done, buffer.size())));
+            TRY(pread_full(m_fd.get(), chunk, from + done));
+            if (!all_zero(chunk))
+                TRY(pwrite_full(m_fd.get(), chunk, to + done));
+            else if (!appended)
+                TRY(write_zeroes(m_fd.get(), to + done, chunk.size()));
+            else if (done == 0)
+                TRY(pwrite_full(m_fd.get(), chunk.first(sector), to));
+            done += chunk.size();
+        }
+        return {};
+    }
+
+    // Dynamic, shrinking: the footers first (the trailing one commits the new size), then the BAT entries
+    // wholly past the new end are marked unallocated (their blocks stay in the file, unreferenced) and the
+    // header's BAT size follows. A partial last block keeps its data; growing zeroes its tail again.
+    Result<void> shrink_dynamic(const p::VhdFooter& footer)
+    {
+        const uint64_t new_size = be_load(footer.current_size);
+        const auto count = static_cast<size_t>((new_size + m_block_size - 1) / m_block_size);
+        TRY(write_footers(footer));
+        const size_t old_count = m_bat.size();
+        for (size_t i = count; i < old_count; ++i)
+            m_bitmaps.erase(i);
+        m_bat.resize(count);
+        m_full.resize(count);
+        TRY(fill_bytes(m_fd.get(), m_table_offset + uint64_t { count } * 4, uint64_t { old_count - count } * 4, 0xff));
+        TRY(sync_fd(m_fd.get()));
+        return set_table_entries(count);
+    }
+
+    // The header's max_table_entries and checksum, both in its first sector: only that sector is written.
+    Result<void> set_table_entries(size_t count)
+    {
+        if (be_load(m_header.max_table_entries) == count)
+            return {};
+        p::VhdDynamicHeader header = m_header;
+        header.max_table_entries = be_store(static_cast<uint32_t>(count));
+        header.checksum = be_store(p::vhd_checksum(bytes_of(header), offsetof(p::VhdDynamicHeader, checksum)));
+        static_assert(offsetof(p::VhdDynamicHeader, checksum) + 4 <= sector);
+        TRY(pwrite_full(m_fd.get(), bytes_of(header).first(sector), be_load(m_footer.data_offset)));
+        TRY(sync_fd(m_fd.get()));
+        m_header = header;
+        return {};
+    }
+
+    // Dynamic: the trailing footer (the one opening reads: this commits its size), synced, then the copy at
+    // offset 0 (the one qemu reads first), synced.
+    Result<void> write_footers(const p::VhdFooter& footer)
+    {
+        TRY(pwrite_full(m_fd.get(), bytes_of(footer), m_footer_offset));
+        TRY(sync_fd(m_fd.get()));
+        m_footer = footer;
+        m_info.virtual_size = be_load(footer.current_size);
+        TRY(pwrite_full(m_fd.get(), bytes_of(footer), 0));
+        return sync_fd(m_fd.get());
     }
 
     UniqueFd m_fd;
@@ -439,6 +622,7 @@ private:
     p::VhdFooter m_footer;
     uint64_t m_footer_offset;
     std::mutex m_mutex;
+    p::VhdDynamicHeader m_header {};
     std::vector<uint32_t> m_bat;
     std::vector<bool> m_full; // block known to have every sector present
     std::unordered_map<size_t, std::vector<uint8_t>> m_bitmaps; // partial bitmaps of allocated blocks
@@ -517,7 +701,7 @@ Result<std::unique_ptr<VhdDisk>> open_vhd_fd(UniqueFd fd, bool read_only, const 
     const uint64_t footer_offset = file_size - sizeof(p::VhdFooter);
     p::VhdFooter footer {};
     TRY(pread_full(fd.get(), bytes_of(footer), footer_offset));
-    TRY(check_footer(footer));
+    TRY(check_vhd_footer(footer));
     const uint64_t size = be_load(footer.current_size);
     const uint32_t type = be_load(footer.disk_type);
 
@@ -525,7 +709,7 @@ Result<std::unique_ptr<VhdDisk>> open_vhd_fd(UniqueFd fd, bool read_only, const 
     info.format = DiskFormat::Vhd;
     info.virtual_size = size;
     info.file_size = file_size;
-    info.identifier = uuid_text(footer.unique_id);
+    info.identifier = vhd_uuid_text(footer.unique_id);
 
     if (type == p::vhd_type_fixed) {
         if (footer_offset != size)
@@ -566,8 +750,7 @@ Result<std::unique_ptr<VhdDisk>> open_vhd_fd(UniqueFd fd, bool read_only, const 
     TRY(pread_full(fd.get(), std::span(reinterpret_cast<uint8_t*>(bat.data()), bat.size() * 4), table_offset));
     const uint64_t bitmap_size = round_up(block_size / sector / 8, sector);
     // Every region of the file: metadata and blocks must not overlap.
-    std::vector<std::pair<uint64_t, uint64_t>> regions { { 0, sizeof(p::VhdFooter) },
-        { header_offset, header_offset + sizeof(header) }, { table_offset, table_offset + table_bytes } };
+    auto regions = vhd_metadata_ranges(footer, header, needed, footer_offset);
     for (size_t i = 0; i < bat.size(); ++i) {
         bat[i] = be_load(bat[i]);
         if (bat[i] == p::vhd_bat_unallocated)
@@ -575,20 +758,13 @@ Result<std::unique_ptr<VhdDisk>> open_vhd_fd(UniqueFd fd, bool read_only, const 
         const uint64_t start = uint64_t { bat[i] } * sector;
         if (start > footer_offset || footer_offset - start < bitmap_size + block_size)
             return fail("BAT entry {} points at sector {}, outside the data area", i, bat[i]);
-        regions.emplace_back(start, start + bitmap_size + block_size);
+        regions.push_back({ start, start + bitmap_size + block_size });
     }
 
     info.type = type == p::vhd_type_dynamic ? DiskType::Dynamic : DiskType::Differencing;
     info.block_size = block_size;
     std::unique_ptr<VhdDisk> parent;
     if (type == p::vhd_type_differencing) {
-        for (const auto& locator : header.parent_locators) {
-            const uint32_t length = be_load(locator.platform_data_length);
-            const uint64_t offset = be_load(locator.platform_data_offset);
-            if (be_load(locator.platform_code) != p::vhd_locator_none && length > 0 && offset <= footer_offset
-                && footer_offset - offset >= length)
-                regions.emplace_back(offset, offset + length);
-        }
         if (depth >= max_chain_depth)
             return fail("differencing chain deeper than {} (a loop?)", max_chain_depth);
         const auto candidates = TRY(parent_candidates(fd.get(), header, footer_offset, path));
@@ -603,18 +779,20 @@ Result<std::unique_ptr<VhdDisk>> open_vhd_fd(UniqueFd fd, bool read_only, const 
             return fail("parent not found (tried {})", fmt::join(candidates, ", "));
         if (std::memcmp(parent->footer().unique_id, header.parent_unique_id, sizeof(header.parent_unique_id)) != 0)
             return fail("parent {} has id {}, the child expects {}", info.parent_path,
-                uuid_text(parent->footer().unique_id), uuid_text(header.parent_unique_id));
+                vhd_uuid_text(parent->footer().unique_id), vhd_uuid_text(header.parent_unique_id));
         if (parent->size() != size)
             return fail("parent {} is {} bytes, the child {}", info.parent_path, parent->size(), size);
     }
-    std::sort(regions.begin(), regions.end());
+    std::sort(regions.begin(), regions.end(), [](const VhdFileRange& a, const VhdFileRange& b) {
+        return a.begin < b.begin || (a.begin == b.begin && a.end < b.end);
+    });
     for (size_t i = 1; i < regions.size(); ++i) {
-        if (regions[i].first < regions[i - 1].second)
-            return fail("file regions at {} and {} overlap", regions[i - 1].first, regions[i].first);
+        if (regions[i].begin < regions[i - 1].end)
+            return fail("file regions at {} and {} overlap", regions[i - 1].begin, regions[i].begin);
     }
 
     auto disk = std::make_unique<VhdDisk>(std::move(fd), std::move(info), read_only, footer, footer_offset);
-    disk->set_dynamic(std::move(bat), table_offset, block_size);
+    disk->set_dynamic(header, std::move(bat));
     disk->set_parent(std::move(parent));
     return disk;
 }
@@ -648,14 +826,14 @@ Result<void> create_vhd(const std::string& path, uint64_t size, DiskType type, u
     p::VhdFooter footer {};
     uint64_t footer_offset = size;
     if (type == DiskType::Fixed) {
-        fill_footer(footer, size, p::vhd_type_fixed, p::vhd_no_data_offset);
+        fill_vhd_footer(footer, size, p::vhd_type_fixed, p::vhd_no_data_offset);
     } else {
         constexpr uint64_t header_offset = sizeof(p::VhdFooter);
         constexpr uint64_t table_offset = header_offset + sizeof(p::VhdDynamicHeader);
         const uint64_t entries = (size + block_size - 1) / block_size;
         const uint64_t table_bytes = round_up(entries * 4, sector);
         footer_offset = table_offset + table_bytes;
-        fill_footer(footer, size, p::vhd_type_dynamic, header_offset);
+        fill_vhd_footer(footer, size, p::vhd_type_dynamic, header_offset);
         p::VhdDynamicHeader header {};
         std::memcpy(header.cookie, p::vhd_dynamic_cookie, sizeof(header.cookie));
         header.data_offset = be_store(p::vhd_no_data_offset);
@@ -741,7 +919,7 @@ Result<void> create_vhd_differencing(const std::string& path, const std::string&
     uint64_t end = table_offset + round_up(entries * 4, sector);
 
     p::VhdFooter footer {};
-    fill_footer(footer, size, p::vhd_type_differencing, header_offset);
+    fill_vhd_footer(footer, size, p::vhd_type_differencing, header_offset);
     p::VhdDynamicHeader header {};
     std::memcpy(header.cookie, p::vhd_dynamic_cookie, sizeof(header.cookie));
     header.data_offset = be_store(p::vhd_no_data_offset);

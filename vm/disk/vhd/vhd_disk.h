@@ -1,6 +1,18 @@
 // VHD images (Microsoft "Virtual Hard Disk Image Format Specification"; wire structs in protocols/disk/vhd.h):
 // fixed, dynamic and differencing disks, read and write. The virtual size is the footer's current_size (as Hyper-V
 // reads it), not the CHS geometry (as Virtual PC does).
+//
+// extents(): fixed disks are all Data; dynamic and differencing disks report unallocated blocks as Zero
+// (dynamic) or Parent (differencing), allocated blocks per sector from their sector bitmap (absent sectors
+// as for an unallocated block, matching what reads return). resize(): fixed and dynamic disks, up to 2040 GiB
+// (differencing disks have their parent's size); growing a dynamic disk whose BAT has no room moves the
+// blocks in its way to the end of the file. discard(): a dynamic disk releases the blocks the range covers
+// whole (BAT entries unallocated; their space stays in the file until compact()) and punches the rest;
+// a differencing disk stores zeroes (the range must not show the parent). compact(): dynamic and
+// differencing disks move the blocks stored last into the space no BAT entry points at and truncate the file
+// after the last block (layout and plan in vhd_layout.h); nothing to do for a fixed disk. Every step keeps a
+// file that opens (the order is documented at the implementation). resize() and compact() must not run
+// concurrently with other calls on the same device.
 #pragma once
 
 #include "protocols/disk/vhd.h"

@@ -2,8 +2,8 @@
 
 #include "protocols/disk/vhdx.h"
 #include "support/errno_error.h"
-#include "support/log.h"
 #include "support/unique_fd.h"
+#include "vm/disk/vhdx/vhdx_disk.h"
 #include "vm/disk/vhdx/vhdx_internal.h"
 
 #include <fcntl.h>
@@ -14,7 +14,7 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
-#include <mutex>
+#include <optional>
 #include <vector>
 
 namespace vmgen::vm::disk {
@@ -255,7 +255,9 @@ struct Metadata {
     uint32_t logical_sector_size = 0;
     uint32_t physical_sector_size = 0;
     VhdxGuid page83{};
-    bool has_parent_locator = false;
+    std::vector<uint8_t> parent_locator; // the parent locator item (differencing images)
+
+    [[nodiscard]] bool has_parent() const { return (flags & vhdx_params_has_parent) != 0; }
 };
 
 Result<Metadata> parse_metadata(int fd, const Regions& regions)
@@ -316,7 +318,11 @@ Result<Metadata> parse_metadata(int fd, const Regions& regions)
             TRY(read_item(&md.physical_sector_size, sizeof(md.physical_sector_size)));
             have_physical = true;
         } else if (e.item_id == vhdx_parent_locator_guid) {
-            md.has_parent_locator = true;
+            // Bounded above (at most 1 MiB inside the region); decoded once the file parameters are known.
+            if (e.length == 0)
+                return fail("empty parent locator metadata item");
+            md.parent_locator.resize(e.length);
+            TRY(read_at(fd, md.parent_locator, regions.metadata_offset + e.offset));
         } else if ((e.flags & vhdx_metadata_flag_required) != 0) {
             return fail("unknown required metadata item {}", guid_text(e.item_id));
         }
@@ -342,246 +348,24 @@ Result<Metadata> parse_metadata(int fd, const Regions& regions)
         md.virtual_size % md.logical_sector_size != 0)
         return fail("virtual disk size {} is not a multiple of {} bytes up to 64 TiB", md.virtual_size,
                     md.logical_sector_size);
-    if ((md.flags & vhdx_params_has_parent) != 0 || md.has_parent_locator)
-        return fail("differencing VHDX images are not supported");
+    // A parent locator without HasParent is ignored: the image is not a differencing one.
+    if (md.has_parent() && md.parent_locator.empty())
+        return fail("differencing image (HasParent set) without a parent locator metadata item");
     return md;
 }
 
-class VhdxDisk final : public BlockDevice {
-public:
-    VhdxDisk(UniqueFd fd, DiskInfo info, bool read_only, VhdxHeader header, int header_index,
-             std::vector<uint64_t> bat, uint64_t chunk_ratio, uint32_t block_size, uint64_t bat_offset)
-        : m_fd(std::move(fd)), m_info(std::move(info)), m_read_only(read_only), m_block_size(block_size),
-          m_bat_offset(bat_offset), m_file_size(m_info.file_size), m_header(header),
-          m_header_index(header_index), m_bat(std::move(bat)), m_chunk_ratio(chunk_ratio)
-    {
-    }
-
-    VhdxDisk(const VhdxDisk&) = delete;
-    VhdxDisk& operator=(const VhdxDisk&) = delete;
-    ~VhdxDisk() override
-    {
-        std::lock_guard lock(m_mutex);
-        if (!m_log_active)
-            return;
-        // Everything the log describes is in place once flushed: empty the log.
-        if (::fdatasync(m_fd.get()) != 0) {
-            log_error("vhdx", "fdatasync on close: {}", errno_text(errno));
-            return;
-        }
-        VhdxHeader h = m_header;
-        h.log_guid = VhdxGuid{};
-        auto r = update_header(h);
-        if (!r)
-            log_error("vhdx", "emptying the log on close: {}", r.error().message());
-    }
-
-    [[nodiscard]] const DiskInfo& info() const override { return m_info; }
-    [[nodiscard]] bool read_only() const override { return m_read_only; }
-
-    Result<void> read(uint64_t offset, std::span<uint8_t> out) override
-    {
-        TRY(check(offset, out.size()));
-        std::lock_guard lock(m_mutex);
-        size_t done = 0;
-        while (done < out.size()) {
-            uint64_t pos = offset + done;
-            uint64_t block = pos / m_block_size;
-            uint64_t in_block = pos % m_block_size;
-            size_t n = static_cast<size_t>(std::min<uint64_t>(out.size() - done, m_block_size - in_block));
-            uint64_t entry = m_bat[bat_index(block)];
-            auto chunk = out.subspan(done, n);
-            if ((entry & vhdx_bat_state_mask) == vhdx_payload_fully_present)
-                TRY(read_at(m_fd.get(), chunk, block_offset(entry) + in_block));
-            else
-                std::fill(chunk.begin(), chunk.end(), uint8_t{0});
-            done += n;
-        }
-        return {};
-    }
-
-    Result<void> write(uint64_t offset, std::span<const uint8_t> in) override
-    {
-        TRY(check(offset, in.size()));
-        if (m_read_only)
-            return fail("VHDX image is read-only");
-        std::lock_guard lock(m_mutex);
-        size_t done = 0;
-        while (done < in.size()) {
-            uint64_t pos = offset + done;
-            uint64_t block = pos / m_block_size;
-            uint64_t in_block = pos % m_block_size;
-            size_t n = static_cast<size_t>(std::min<uint64_t>(in.size() - done, m_block_size - in_block));
-            uint64_t entry = m_bat[bat_index(block)];
-            TRY(begin_write());
-            if ((entry & vhdx_bat_state_mask) == vhdx_payload_fully_present)
-                TRY(write_at(m_fd.get(), in.subspan(done, n), block_offset(entry) + in_block));
-            else
-                TRY(allocate_and_write(block, in_block, in.subspan(done, n)));
-            done += n;
-        }
-        return {};
-    }
-
-    Result<void> flush() override
-    {
-        if (::fdatasync(m_fd.get()) != 0)
-            return errno_failure("fdatasync");
-        return {};
-    }
-
-    Result<void> discard(uint64_t offset, uint64_t length) override
-    {
-        TRY(check(offset, length));
-        if (m_read_only)
-            return fail("VHDX image is read-only");
-        // Unallocated blocks already read as zeroes; whole blocks of dynamic images become zero blocks (through
-        // the log); parts of blocks and blocks of fixed images get zeroes written.
-        std::vector<uint8_t> zeroes(std::min<uint64_t>(length, m_block_size));
-        std::lock_guard lock(m_mutex);
-        uint64_t done = 0;
-        while (done < length) {
-            uint64_t pos = offset + done;
-            uint64_t block = pos / m_block_size;
-            uint64_t in_block = pos % m_block_size;
-            uint64_t n = std::min<uint64_t>(length - done, m_block_size - in_block);
-            uint64_t entry = m_bat[bat_index(block)];
-            if ((entry & vhdx_bat_state_mask) == vhdx_payload_fully_present && n == m_block_size &&
-                m_info.type == DiskType::Dynamic) {
-                // A whole block of a dynamic image: the BAT says zero, the old block's space is released.
-                TRY(begin_write());
-                if (::fdatasync(m_fd.get()) != 0)
-                    return errno_failure("fdatasync");
-                TRY(set_bat_entry(bat_index(block), vhdx_payload_zero));
-                if (::fdatasync(m_fd.get()) != 0)
-                    return errno_failure("fdatasync");
-                // Best effort: the file system may not punch holes.
-                (void)::fallocate(m_fd.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                                  static_cast<off_t>(block_offset(entry)), static_cast<off_t>(m_block_size));
-            } else if ((entry & vhdx_bat_state_mask) == vhdx_payload_fully_present) {
-                TRY(begin_write());
-                TRY(write_at(m_fd.get(), std::span<const uint8_t>(zeroes).subspan(0, static_cast<size_t>(n)),
-                             block_offset(entry) + in_block));
-            }
-            done += n;
-        }
-        return {};
-    }
-
-private:
-    [[nodiscard]] uint64_t bat_index(uint64_t block) const { return block + block / m_chunk_ratio; }
-    static uint64_t block_offset(uint64_t entry) { return (entry >> vhdx_bat_offset_shift) * vhdx_mib; }
-
-    Result<void> check(uint64_t offset, uint64_t length) const
-    {
-        if (offset % m_info.logical_sector_size != 0 || length % m_info.logical_sector_size != 0)
-            return fail("request at {:#x} length {:#x} is not aligned to {}-byte sectors", offset, length,
-                        m_info.logical_sector_size);
-        if (offset > m_info.virtual_size || length > m_info.virtual_size - offset)
-            return fail("request at {:#x} length {:#x} past the end of the disk ({} bytes)", offset, length,
-                        m_info.virtual_size);
-        return {};
-    }
-
-    // [MS-VHDX] 2.2.2.1: writes `h` into both header slots, non-current first, each with the next sequence
-    // number, flushed in between.
-    Result<void> update_header(VhdxHeader h)
-    {
-        h.sequence_number = m_header.sequence_number;
-        for (int i = 0; i < 2; ++i) {
-            int slot = 1 - m_header_index;
-            h.sequence_number += 1;
-            TRY(write_header(m_fd.get(), h, slot));
-            m_header_index = slot;
-            m_header = h;
-        }
-        return {};
-    }
-
-    // [MS-VHDX] 2.2.2: before the first write of this open, new FileWriteGuid and DataWriteGuid.
-    Result<void> begin_write()
-    {
-        if (m_wrote)
-            return {};
-        VhdxHeader h = m_header;
-        h.file_write_guid = TRY(random_guid());
-        h.data_write_guid = TRY(random_guid());
-        TRY(update_header(h));
-        m_wrote = true;
-        return {};
-    }
-
-    // [MS-VHDX] 2.3: metadata (BAT) changes go through the log; a fresh log GUID marks it in use.
-    Result<void> start_log()
-    {
-        if (m_log_active)
-            return {};
-        VhdxHeader h = m_header;
-        h.log_guid = TRY(random_guid());
-        TRY(update_header(h));
-        m_log_head = 0;
-        m_log_sequence = 1;
-        m_log_active = true;
-        return {};
-    }
-
-    // Gives `block` a new payload block at the end of the file, writes `data` at `in_block` into it (the rest
-    // reads as zeroes), makes that durable, then points the BAT at it through the log.
-    Result<void> allocate_and_write(uint64_t block, uint64_t in_block, std::span<const uint8_t> data)
-    {
-        TRY(start_log());
-        uint64_t offset = (m_file_size + vhdx_mib - 1) / vhdx_mib * vhdx_mib;
-        uint64_t new_size = offset + m_block_size;
-        if (::ftruncate(m_fd.get(), static_cast<off_t>(new_size)) != 0)
-            return errno_failure("extending the file");
-        m_file_size = new_size;
-        TRY(write_at(m_fd.get(), data, offset + in_block));
-        if (::fdatasync(m_fd.get()) != 0)
-            return errno_failure("fdatasync");
-
-        return set_bat_entry(bat_index(block),
-                             (offset >> vhdx_bat_offset_shift) << vhdx_bat_offset_shift | vhdx_payload_fully_present);
-    }
-
-    // Changes BAT entry `index` through the log: log entry (flushed), then the BAT sector in place.
-    Result<void> set_bat_entry(uint64_t index, uint64_t entry)
-    {
-        TRY(start_log());
-        uint64_t sector_offset = m_bat_offset + index * sizeof(uint64_t) / vhdx_log_sector_size * vhdx_log_sector_size;
-        std::vector<uint8_t> sector(vhdx_log_sector_size);
-        TRY(read_at(m_fd.get(), sector, sector_offset));
-        std::memcpy(sector.data() + index * sizeof(uint64_t) % vhdx_log_sector_size, &entry, sizeof(entry));
-        TRY(append_log_sector(m_fd.get(), m_header, m_log_head, m_log_sequence++, sector_offset, sector,
-                              m_file_size));
-        TRY(write_at(m_fd.get(), sector, sector_offset));
-        m_bat[index] = entry;
-        m_info.file_size = m_file_size;
-        return {};
-    }
-
-    UniqueFd m_fd;
-    DiskInfo m_info;
-    bool m_read_only;
-    uint32_t m_block_size;
-    uint64_t m_bat_offset;
-    uint64_t m_file_size;
-    VhdxHeader m_header;
-    int m_header_index;
-    std::vector<uint64_t> m_bat;
-    uint64_t m_chunk_ratio;
-    bool m_wrote = false;
-    bool m_log_active = false;
-    uint64_t m_log_head = 0;
-    uint64_t m_log_sequence = 0;
-    std::mutex m_mutex;
-};
-
+// [MS-VHDX] 2.5: reads the BAT and checks every entry: states valid for the image's type, blocks inside the file,
+// clear of the header section, log, BAT and metadata regions and of each other; partially present blocks only
+// where their chunk has a sector bitmap block. Differencing images have an entry for every chunk's sector bitmap
+// block (the last chunk's too), the others up to the last payload block.
 Result<std::vector<uint64_t>> load_bat(int fd, const Regions& regions, const Metadata& md, const VhdxHeader& header,
                                        uint64_t file_size, uint64_t& chunk_ratio_out)
 {
-    uint64_t chunk_ratio = (uint64_t{1} << 23) * md.logical_sector_size / md.block_size;
+    const bool differencing = md.has_parent();
+    uint64_t chunk_ratio = vhdx_sectors_per_bitmap_block * md.logical_sector_size / md.block_size;
     uint64_t data_blocks = (md.virtual_size + md.block_size - 1) / md.block_size;
-    uint64_t total = data_blocks + (data_blocks - 1) / chunk_ratio;
+    uint64_t chunks = (data_blocks + chunk_ratio - 1) / chunk_ratio;
+    uint64_t total = differencing ? chunks * (chunk_ratio + 1) : data_blocks + (data_blocks - 1) / chunk_ratio;
     if (total > regions.bat_length / sizeof(uint64_t))
         return fail("BAT region ({:#x} bytes) too small for {} entries", regions.bat_length, total);
     std::vector<uint64_t> bat(total);
@@ -594,7 +378,21 @@ Result<std::vector<uint64_t>> load_bat(int fd, const Regions& regions, const Met
         {regions.bat_offset, regions.bat_length, "BAT"},
         {regions.metadata_offset, regions.metadata_length, "metadata"},
     };
-    std::vector<uint64_t> used;
+    struct Used {
+        uint64_t offset;
+        uint64_t length;
+    };
+    std::vector<Used> used;
+    auto check_block = [&](uint64_t i, uint64_t entry, uint64_t offset, uint64_t length) -> Result<void> {
+        if (offset < vhdx_mib || offset > file_size || length > file_size - offset)
+            return fail("BAT entry {} ({:#018x}): block at {:#x} outside the file ({} bytes)", i, entry, offset,
+                        file_size);
+        for (const Range& r : fixed)
+            if (overlaps(offset, length, r.offset, r.length))
+                return fail("BAT entry {} ({:#018x}): block at {:#x} overlaps the {}", i, entry, offset, r.name);
+        used.push_back({offset, length});
+        return {};
+    };
     for (uint64_t i = 0; i < total; ++i) {
         uint64_t entry = bat[i];
         uint64_t state = entry & vhdx_bat_state_mask;
@@ -603,8 +401,15 @@ Result<std::vector<uint64_t>> load_bat(int fd, const Regions& regions, const Met
         if ((entry & ((uint64_t{1} << vhdx_bat_offset_shift) - 1) & ~vhdx_bat_state_mask) != 0)
             return fail("BAT entry {} ({:#018x}): reserved bits set", i, entry);
         if (is_sector_bitmap) {
-            if (state != vhdx_sb_not_present || offset != 0)
-                return fail("BAT entry {} ({:#018x}): sector bitmap block in an image without a parent", i, entry);
+            if (!differencing) {
+                if (state != vhdx_sb_not_present || offset != 0)
+                    return fail("BAT entry {} ({:#018x}): sector bitmap block in an image without a parent", i,
+                                entry);
+            } else if (state == vhdx_sb_present) {
+                TRY(check_block(i, entry, offset, vhdx_sector_bitmap_block_size));
+            } else if (state != vhdx_sb_not_present) {
+                return fail("BAT entry {} ({:#018x}): invalid sector bitmap block state {}", i, entry, state);
+            }
             continue;
         }
         switch (state) {
@@ -613,24 +418,28 @@ Result<std::vector<uint64_t>> load_bat(int fd, const Regions& regions, const Met
         case vhdx_payload_zero:
         case vhdx_payload_unmapped:
             break;
-        case vhdx_payload_fully_present: {
-            if (offset < vhdx_mib || offset > file_size || md.block_size > file_size - offset)
-                return fail("BAT entry {} ({:#018x}): block at {:#x} outside the file ({} bytes)", i, entry, offset,
-                            file_size);
-            for (const Range& r : fixed)
-                if (overlaps(offset, md.block_size, r.offset, r.length))
-                    return fail("BAT entry {} ({:#018x}): block at {:#x} overlaps the {}", i, entry, offset, r.name);
-            used.push_back(offset);
+        case vhdx_payload_partially_present: {
+            if (!differencing)
+                return fail("BAT entry {} ({:#018x}): invalid payload block state {} (partially present) in an "
+                            "image without a parent", i, entry, state);
+            uint64_t bitmap_entry = bat[i / (chunk_ratio + 1) * (chunk_ratio + 1) + chunk_ratio];
+            if ((bitmap_entry & vhdx_bat_state_mask) != vhdx_sb_present)
+                return fail("BAT entry {} ({:#018x}): partially present block in a chunk without a sector bitmap "
+                            "block", i, entry);
+            TRY(check_block(i, entry, offset, md.block_size));
             break;
         }
+        case vhdx_payload_fully_present:
+            TRY(check_block(i, entry, offset, md.block_size));
+            break;
         default:
             return fail("BAT entry {} ({:#018x}): invalid payload block state {}", i, entry, state);
         }
     }
-    std::sort(used.begin(), used.end());
+    std::sort(used.begin(), used.end(), [](const Used& a, const Used& b) { return a.offset < b.offset; });
     for (size_t i = 1; i < used.size(); ++i)
-        if (used[i] - used[i - 1] < md.block_size)
-            return fail("BAT: payload blocks at {:#x} and {:#x} overlap", used[i - 1], used[i]);
+        if (used[i].offset - used[i - 1].offset < used[i - 1].length)
+            return fail("BAT: blocks at {:#x} and {:#x} overlap", used[i - 1].offset, used[i].offset);
     if (regions.bat_offset != 0 && overlaps(regions.bat_offset, regions.bat_length, header.log_offset,
                                             header.log_length))
         return fail("BAT region overlaps the log");
@@ -658,10 +467,13 @@ Result<void> write_header(int fd, VhdxHeader header, int slot)
 
 } // namespace vhdx_detail
 
-Result<std::unique_ptr<BlockDevice>> open_vhdx(const std::string& path, bool read_only)
+namespace vhdx_detail {
+
+Result<std::unique_ptr<VhdxDisk>> open_image(const std::string& path, bool read_only, OpenChain& chain)
 {
-    auto open = [&]() -> Result<std::unique_ptr<BlockDevice>> {
-        UniqueFd fd(::open(path.c_str(), (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC));
+    auto open = [&]() -> Result<std::unique_ptr<VhdxDisk>> {
+        // O_NONBLOCK: a hostile locator may name a FIFO, whose open would wait for a writer.
+        UniqueFd fd(::open(path.c_str(), (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NONBLOCK));
         if (!fd.valid())
             return errno_failure("open");
         struct stat st {};
@@ -669,6 +481,14 @@ Result<std::unique_ptr<BlockDevice>> open_vhdx(const std::string& path, bool rea
             return errno_failure("fstat");
         if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
             return fail("not a regular file");
+        for (const OpenChain::Identity& f : chain.files)
+            if (f.dev == st.st_dev && f.ino == st.st_ino)
+                return fail("differencing chain loops back to this file");
+        if (chain.files.size() >= vhdx_max_chain_depth)
+            return fail("differencing chain deeper than {} images", vhdx_max_chain_depth);
+        int flags = ::fcntl(fd.get(), F_GETFL);
+        if (flags < 0 || ::fcntl(fd.get(), F_SETFL, flags & ~O_NONBLOCK) != 0)
+            return errno_failure("fcntl");
         uint64_t file_size = static_cast<uint64_t>(st.st_size);
         if (file_size < vhdx_mib)
             return fail("file of {} bytes is too small to be a VHDX image", file_size);
@@ -700,23 +520,50 @@ Result<std::unique_ptr<BlockDevice>> open_vhdx(const std::string& path, bool rea
         }
 
         Metadata md = TRY(parse_metadata(fd.get(), regions));
-        uint64_t chunk_ratio = 0;
-        std::vector<uint64_t> bat = TRY(load_bat(fd.get(), regions, md, current.header, file_size, chunk_ratio));
+        std::optional<ParentLocator> locator;
+        if (md.has_parent())
+            locator = TRY_CTX(parse_parent_locator(md.parent_locator), "parent locator");
+        ImageState state;
+        state.bat = TRY(load_bat(fd.get(), regions, md, current.header, file_size, state.chunk_ratio));
 
-        DiskInfo info;
+        DiskInfo& info = state.info;
         info.format = DiskFormat::Vhdx;
-        info.type = (md.flags & vhdx_params_leave_blocks_allocated) != 0 ? DiskType::Fixed : DiskType::Dynamic;
+        info.type = md.has_parent()                                            ? DiskType::Differencing
+                    : (md.flags & vhdx_params_leave_blocks_allocated) != 0 ? DiskType::Fixed
+                                                                             : DiskType::Dynamic;
         info.virtual_size = md.virtual_size;
         info.file_size = file_size;
         info.logical_sector_size = md.logical_sector_size;
         info.physical_sector_size = md.physical_sector_size;
         info.block_size = info.type == DiskType::Fixed ? 0 : md.block_size;
         info.identifier = guid_text(md.page83);
-        return std::unique_ptr<BlockDevice>(std::make_unique<VhdxDisk>(
-            std::move(fd), std::move(info), read_only, current.header, current.index, std::move(bat), chunk_ratio,
-            md.block_size, regions.bat_offset));
+        if (locator) {
+            chain.files.push_back({st.st_dev, st.st_ino});
+            auto parent = open_parent(path, *locator, md.virtual_size, md.logical_sector_size, chain);
+            chain.files.pop_back();
+            if (!parent)
+                return fail(std::move(parent).error());
+            state.parent = std::move(parent->disk);
+            info.parent_path = std::move(parent->path);
+        }
+        state.fd = std::move(fd);
+        state.read_only = read_only;
+        state.header = current.header;
+        state.header_index = current.index;
+        state.block_size = md.block_size;
+        state.bat_offset = regions.bat_offset;
+        state.disk_id = md.page83;
+        return std::make_unique<VhdxDisk>(std::move(state));
     };
     return TRY_CTX(open(), "opening VHDX image {}", path);
+}
+
+} // namespace vhdx_detail
+
+Result<std::unique_ptr<BlockDevice>> open_vhdx(const std::string& path, bool read_only)
+{
+    OpenChain chain;
+    return std::unique_ptr<BlockDevice>(TRY(open_image(path, read_only, chain)));
 }
 
 } // namespace vmgen::vm::disk

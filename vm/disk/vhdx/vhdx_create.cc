@@ -1,7 +1,8 @@
 // Creating VHDX images ([MS-VHDX] 2.1 layout). Our layout: header section at 0 (file identifier, two headers,
 // two identical region tables), a 1 MiB log at 1 MiB, the metadata region (1 MiB) at 2 MiB, the BAT at 3 MiB
 // (rounded up to 1 MiB), then payload blocks. Fixed images have every payload block fully present in order
-// after the BAT (space reserved with fallocate where the file system can); dynamic images start empty.
+// after the BAT (space reserved with fallocate where the file system can); dynamic and differencing images start
+// empty (differencing: every block not present, so the parent's; the BAT has every chunk's sector bitmap entry).
 #include "protocols/disk/vhdx.h"
 #include "support/errno_error.h"
 #include "support/unique_fd.h"
@@ -11,6 +12,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -34,16 +36,20 @@ void put(std::vector<uint8_t>& buf, size_t offset, const T& value)
     std::memcpy(buf.data() + offset, &value, sizeof(T));
 }
 
-Result<void> create(int fd, uint64_t size, DiskType type, uint32_t block_size, uint32_t logical_sector_size)
+Result<void> create(int fd, const CreateParams& p)
 {
-    uint64_t chunk_ratio = (uint64_t{1} << 23) * logical_sector_size / block_size;
+    const bool differencing = !p.parent_locator.empty();
+    const uint64_t size = p.size;
+    const uint32_t block_size = p.block_size;
+    uint64_t chunk_ratio = vhdx_sectors_per_bitmap_block * p.logical_sector_size / block_size;
     uint64_t data_blocks = (size + block_size - 1) / block_size;
-    uint64_t total_entries = data_blocks + (data_blocks - 1) / chunk_ratio;
+    uint64_t chunks = (data_blocks + chunk_ratio - 1) / chunk_ratio;
+    uint64_t total_entries = differencing ? chunks * (chunk_ratio + 1) : data_blocks + (data_blocks - 1) / chunk_ratio;
     uint64_t bat_length = (total_entries * sizeof(uint64_t) + vhdx_mib - 1) / vhdx_mib * vhdx_mib;
     if (bat_length > UINT32_MAX)
         return fail("BAT of {} bytes is too large", bat_length);
     uint64_t data_offset = bat_offset + bat_length;
-    bool fixed = type == DiskType::Fixed;
+    bool fixed = p.fixed;
     uint64_t file_size = fixed ? data_offset + data_blocks * block_size : data_offset;
 
     std::vector<uint8_t> head(vhdx_mib);
@@ -80,11 +86,15 @@ Result<void> create(int fd, uint64_t size, DiskType type, uint32_t block_size, u
                        offsetof(VhdxRegionTableHeader, checksum));
     }
 
-    // 2.6 Metadata: table, then the items from 64 KiB on.
-    std::vector<uint8_t> meta(vhdx_metadata_table_size + 64 * vhdx_kib);
+    // 2.6 Metadata: table, then the items from 64 KiB on (the parent locator from 64 KiB + 64).
+    constexpr uint32_t locator_at = 64;
+    const uint64_t items_length = (locator_at + p.parent_locator.size() + 4095) / 4096 * 4096;
+    if (vhdx_metadata_table_size + items_length > metadata_length)
+        return fail("parent locator of {} bytes does not fit in the metadata region", p.parent_locator.size());
+    std::vector<uint8_t> meta(vhdx_metadata_table_size + items_length);
     VhdxMetadataTableHeader mh{};
     mh.signature = vhdx_metadata_signature;
-    mh.entry_count = 5;
+    mh.entry_count = differencing ? 6 : 5;
     put(meta, 0, mh);
     constexpr uint32_t required = vhdx_metadata_flag_required;
     constexpr uint32_t disk_required = vhdx_metadata_flag_required | vhdx_metadata_flag_virtual_disk;
@@ -95,14 +105,17 @@ Result<void> create(int fd, uint64_t size, DiskType type, uint32_t block_size, u
         {vhdx_page83_guid, base + 16, 16, disk_required, 0},
         {vhdx_logical_sector_size_guid, base + 32, 4, disk_required, 0},
         {vhdx_physical_sector_size_guid, base + 36, 4, disk_required, 0},
+        {vhdx_parent_locator_guid, base + locator_at, static_cast<uint32_t>(p.parent_locator.size()), required, 0},
     };
-    for (size_t i = 0; i < std::size(entries); ++i)
+    for (size_t i = 0; i < mh.entry_count; ++i)
         put(meta, sizeof(mh) + i * sizeof(VhdxMetadataTableEntry), entries[i]);
-    put(meta, base, VhdxFileParameters{block_size, fixed ? vhdx_params_leave_blocks_allocated : 0U});
+    uint32_t flags = differencing ? vhdx_params_has_parent : fixed ? vhdx_params_leave_blocks_allocated : 0U;
+    put(meta, base, VhdxFileParameters{block_size, flags});
     put(meta, base + 8, size);
-    put(meta, base + 16, TRY(random_guid()));
-    put(meta, base + 32, logical_sector_size);
-    put(meta, base + 36, uint32_t{4096});
+    put(meta, base + 16, p.disk_id ? *p.disk_id : TRY(random_guid()));
+    put(meta, base + 32, p.logical_sector_size);
+    put(meta, base + 36, p.physical_sector_size);
+    std::copy(p.parent_locator.begin(), p.parent_locator.end(), meta.begin() + base + locator_at);
 
     // 2.5 BAT.
     std::vector<uint64_t> bat(total_entries);
@@ -133,12 +146,27 @@ Result<void> create(int fd, uint64_t size, DiskType type, uint32_t block_size, u
 
 } // namespace
 
+namespace vhdx_detail {
+
+Result<void> create_image_file(const std::string& path, const CreateParams& params)
+{
+    UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+    if (!fd.valid())
+        return errno_failure("open");
+    auto r = create(fd.get(), params);
+    if (!r)
+        ::unlink(path.c_str());
+    return r;
+}
+
+} // namespace vhdx_detail
+
 Result<void> create_vhdx(const std::string& path, uint64_t size, DiskType type, uint32_t block_size,
                          uint32_t logical_sector_size)
 {
     auto make = [&]() -> Result<void> {
         if (type == DiskType::Differencing)
-            return fail("differencing VHDX images are not supported");
+            return fail("differencing images are made with create_vhdx_differencing");
         if (block_size == 0)
             block_size = default_block_size;
         if (block_size < vhdx_min_block_size || block_size > vhdx_max_block_size ||
@@ -148,13 +176,12 @@ Result<void> create_vhdx(const std::string& path, uint64_t size, DiskType type, 
             return fail("logical sector size {} (must be 512 or 4096)", logical_sector_size);
         if (size == 0 || size > vhdx_max_virtual_size || size % logical_sector_size != 0)
             return fail("size {} is not a non-zero multiple of {} bytes up to 64 TiB", size, logical_sector_size);
-        UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
-        if (!fd.valid())
-            return errno_failure("open");
-        auto r = create(fd.get(), size, type, block_size, logical_sector_size);
-        if (!r)
-            ::unlink(path.c_str());
-        return r;
+        CreateParams params;
+        params.size = size;
+        params.block_size = block_size;
+        params.logical_sector_size = logical_sector_size;
+        params.fixed = type == DiskType::Fixed;
+        return create_image_file(path, params);
     };
     TRY_CTX(make(), "creating VHDX image {}", path);
     return {};

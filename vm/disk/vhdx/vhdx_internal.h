@@ -1,13 +1,23 @@
-// Pieces shared by the VHDX image code (vhdx.cc) and its log (vhdx_log.cc). Not a public interface.
+// Pieces shared by the VHDX files: opening and validation (vhdx.cc), the open image (vhdx_disk.cc), the log
+// (vhdx_log.cc), creation (vhdx_create.cc) and parents (vhdx_parent.cc). Not a public interface (the fuzz target
+// calls parse_parent_locator directly).
 #pragma once
 
 #include "protocols/disk/vhdx.h"
 #include "support/result.h"
+#include "vm/disk/block_device.h"
+
+#include <sys/types.h>
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
+#include <optional>
 #include <span>
 #include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
 
 namespace vmgen::vm::disk::vhdx_detail {
 
@@ -32,5 +42,59 @@ Result<void> replay_log(int fd, const protocols::disk::VhdxHeader& header, int h
 Result<void> append_log_sector(int fd, const protocols::disk::VhdxHeader& header, uint64_t& log_head,
                                uint64_t sequence, uint64_t file_offset, std::span<const uint8_t> sector,
                                uint64_t file_size);
+
+// [MS-VHDX] 2.6.2.6: the VHDX parent locator, decoded (strings converted to UTF-8, paths as stored).
+struct ParentLocator {
+    protocols::disk::VhdxGuid linkage{};                 // parent_linkage: the parent's DataWriteGuid
+    std::optional<protocols::disk::VhdxGuid> linkage2;   // parent_linkage2: an alternative one
+    std::string relative_path;                           // empty when absent
+    std::string volume_path;
+    std::string absolute_win32_path;
+};
+// Decodes and validates a parent locator metadata item (hostile input: every offset and length is checked
+// against the item, strings must be valid UTF-16LE without NULs, keys unique, parent_linkage and one path
+// present, the locator type the VHDX one).
+Result<ParentLocator> parse_parent_locator(std::span<const uint8_t> item);
+// Encodes a VHDX parent locator item with these keys and values (in order), strings from UTF-8.
+Result<std::vector<uint8_t>> build_parent_locator(const std::vector<std::pair<std::string, std::string>>& entries);
+// "{xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx}" (either case) as parent_linkage values hold GUIDs.
+std::optional<protocols::disk::VhdxGuid> parse_braced_guid(std::string_view text);
+
+// What creating an image needs (vhdx_create.cc); the caller has validated the values.
+struct CreateParams {
+    uint64_t size = 0;
+    uint32_t block_size = 0;
+    uint32_t logical_sector_size = 512;
+    uint32_t physical_sector_size = 4096;
+    bool fixed = false;
+    std::optional<protocols::disk::VhdxGuid> disk_id; // Virtual Disk ID (page 83 data); random when empty
+    std::vector<uint8_t> parent_locator;              // non-empty: a differencing image with this locator item
+};
+// Creates the image file at `path` (which must not exist); removes what it made if creation fails.
+Result<void> create_image_file(const std::string& path, const CreateParams& params);
+
+class VhdxDisk;
+// The files of a differencing chain being opened, child first (a file met twice is a loop).
+struct OpenChain {
+    struct Identity {
+        dev_t dev;
+        ino_t ino;
+    };
+    std::vector<Identity> files;
+};
+// Chains deeper than this are refused (Hyper-V allows 50 checkpoints per virtual machine).
+inline constexpr size_t vhdx_max_chain_depth = 64;
+// Opens the image at `path` (its parent too, read-only, for differencing images), validating everything.
+Result<std::unique_ptr<VhdxDisk>> open_image(const std::string& path, bool read_only, OpenChain& chain);
+
+struct ResolvedParent {
+    std::unique_ptr<BlockDevice> disk;
+    std::string path;
+};
+// Finds and opens the parent of the differencing image at `child_path` (vhdx_parent.cc): relative_path, then
+// absolute_win32_path, then each path's file name beside the child; the first candidate that opens and matches
+// the locator's linkage, the virtual size and the logical sector size wins.
+Result<ResolvedParent> open_parent(const std::string& child_path, const ParentLocator& locator, uint64_t virtual_size,
+                                   uint32_t logical_sector_size, OpenChain& chain);
 
 } // namespace vmgen::vm::disk::vhdx_detail
