@@ -1,7 +1,12 @@
 // libFuzzer target: a VHDX image is a file the user hands us, so hostile input. open_vhdx must reject anything
 // malformed with an error (never crash or hang), and whatever it opens must serve reads (first, middle and
 // last sector) and, opened read-write (which replays a pending log: writes), a one-sector write and a flush
-// without crashing.
+// without crashing. Then, each time closed and reopened: the image is grown (by 1 MiB and a sector) and shrunk
+// (to half its size): a resize that succeeds must leave a file that reopens with the new size, what lies below
+// the smaller size unchanged (extents, and stored bytes up to 16 MiB) and the grown range reading zeroes; one
+// that fails must leave the old size or the new. Last it is compacted: whether or not compact() succeeds, the
+// file must reopen with the same size, extents and stored bytes, and be no longer than before. A broken promise
+// aborts.
 // The disk library opens images by path: each input is written to one scratch file per process (in a
 // private directory under /dev/shm, else /tmp) and opened read-only, then read-write.
 //
@@ -29,6 +34,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -131,6 +137,101 @@ void extents(vmgen::vm::disk::BlockDevice& disk)
         std::abort();
 }
 
+namespace vd = vmgen::vm::disk;
+
+// What a disk holds below `end`: its extents and, when they total at most 16 MiB, the bytes of those that are not
+// Zero.
+struct Contents {
+    std::vector<vd::Extent> extents;
+    std::vector<uint8_t> bytes;
+    bool operator==(const Contents&) const = default;
+};
+
+std::optional<Contents> contents_of(vd::BlockDevice& disk, uint64_t end)
+{
+    constexpr uint64_t max_bytes = 16 << 20;
+    Contents c;
+    auto extents = disk.extents(0, end);
+    if (!extents)
+        return std::nullopt;
+    c.extents = std::move(*extents);
+    uint64_t stored = 0;
+    for (const auto& e : c.extents)
+        stored += e.kind == vd::ExtentKind::Zero ? 0 : e.length;
+    if (stored > max_bytes)
+        return c;
+    for (const auto& e : c.extents) {
+        if (e.kind == vd::ExtentKind::Zero)
+            continue;
+        const size_t at = c.bytes.size();
+        c.bytes.resize(at + e.length);
+        if (!disk.read(e.offset, std::span(c.bytes).subspan(at)))
+            return std::nullopt;
+    }
+    return c;
+}
+
+// Reads `length` bytes at `offset` (at most 1 MiB) and aborts unless they are zeroes.
+void expect_zeroes(vd::BlockDevice& disk, uint64_t offset, uint64_t length)
+{
+    std::vector<uint8_t> buf(std::min<uint64_t>(length, 1 << 20));
+    if (!disk.read(offset, buf) || std::any_of(buf.begin(), buf.end(), [](uint8_t b) { return b != 0; }))
+        std::abort();
+}
+
+// Resizes the closed image at `path` to `new_size` (see the top of the file).
+void exercise_resize(const std::string& path, uint64_t new_size)
+{
+    std::optional<Contents> before;
+    uint64_t old_size = 0;
+    bool resized = false;
+    {
+        auto disk = vd::open_vhdx(path, false);
+        if (!disk)
+            return;
+        old_size = (*disk)->size();
+        before = contents_of(**disk, std::min(old_size, new_size));
+        resized = (*disk)->resize(new_size).has_value();
+        if (resized && ((*disk)->size() != new_size || !(*disk)->close()))
+            std::abort();
+    }
+    // Replays whatever a failed resize left in the log, then must hold the old size or the new one.
+    auto disk = vd::open_vhdx(path, false);
+    if (!disk || ((*disk)->size() != new_size && (resized || (*disk)->size() != old_size)))
+        std::abort();
+    if (!before || (*disk)->size() != new_size)
+        return;
+    if (contents_of(**disk, std::min(old_size, new_size)) != before)
+        std::abort();
+    if (new_size > old_size) {
+        expect_zeroes(**disk, old_size, new_size - old_size);
+        const uint64_t sector = (*disk)->sector_size();
+        expect_zeroes(**disk, new_size - sector, sector);
+    }
+}
+
+void exercise_compact(const std::string& path)
+{
+    std::optional<Contents> before;
+    uint64_t size = 0;
+    std::error_code ec;
+    const uint64_t file_size = std::filesystem::file_size(path, ec);
+    {
+        auto disk = vd::open_vhdx(path, false);
+        if (!disk)
+            return;
+        size = (*disk)->size();
+        before = contents_of(**disk, size);
+        if ((*disk)->compact() && (*disk)->info().file_size != std::filesystem::file_size(path, ec))
+            std::abort();
+    }
+    auto disk = vd::open_vhdx(path, false);
+    if (!disk || (*disk)->size() != size || std::filesystem::file_size(path, ec) > file_size)
+        std::abort();
+    if (before && contents_of(**disk, size) != before)
+        std::abort();
+}
+
 } // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size)
@@ -150,11 +251,24 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size)
         disk_fuzz::exercise(**disk, false);
         extents(**disk);
     }
+    uint64_t disk_size = 0;
+    uint64_t sector = 0;
     if (auto disk = vmgen::vm::disk::open_vhdx(path, false)) {
         disk_fuzz::exercise(**disk, true);
         // A discard of the first sector (a part of a block: zeroes written, in differencing images allocating).
         (void)(*disk)->discard(0, (*disk)->sector_size());
+        // And of the blocks after it (whole blocks of dynamic and differencing images: holes to compact).
+        const uint64_t block = (*disk)->info().block_size;
+        if (block != 0 && (*disk)->size() >= 4 * block)
+            (void)(*disk)->discard(block, 2 * block);
         extents(**disk);
+        disk_size = (*disk)->size();
+        sector = (*disk)->sector_size();
     }
+    if (sector == 0)
+        return 0;
+    exercise_resize(path, disk_size + (1 << 20) + sector);
+    exercise_resize(path, std::max<uint64_t>(disk_size / 2 / sector * sector, sector));
+    exercise_compact(path);
     return 0;
 }

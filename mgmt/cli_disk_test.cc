@@ -307,11 +307,11 @@ TEST_F(CliDiskTest, ConvertVhdDrawsAProgressBarOnATerminal)
 
 TEST_F(CliDiskTest, ResizeVhdGrowsAndGuardsShrinking)
 {
-    ASSERT_EQ(run({"new-vhd", path("r.vhd"), "--size", "8M"}).code, exit_ok);
-    auto result = run({"resize-vhd", path("r.vhd"), "--size", "64M"});
+    ASSERT_EQ(run({"new-vhd", path("r.vhdx"), "--size", "8M"}).code, exit_ok);
+    auto result = run({"resize-vhd", path("r.vhdx"), "--size", "64M"});
     ASSERT_EQ(result.code, exit_ok) << result.err;
     EXPECT_NE(result.out.find("Size               : 67108864\n"), std::string::npos) << result.out;
-    EXPECT_EQ(get_json(path("r.vhd"))["Size"], 64u << 20);
+    EXPECT_EQ(get_json(path("r.vhdx"))["Size"], 64u << 20);
 
     ASSERT_EQ(run({"new-vhd", path("r.img"), "--size", "8M"}).code, exit_ok);
     poke_raw(path("r.img"), 6u << 20, 4096, 'x');

@@ -332,7 +332,7 @@ TEST_F(DiskOpsTest, MergeIntoADifferencingParentKeepsTheChain)
 
 TEST_F(DiskOpsTest, ResizeGrowsAndRefusesLosingDataUnlessAllowed)
 {
-    for (const char* name : {"r.img", "d.vhd", "f.vhd"}) {
+    for (const char* name : {"r.img", "d.vhd", "f.vhd", "d.vhdx", "f.vhdx"}) {
         const auto p = path(name);
         const bool fixed = name[0] == 'f';
         ASSERT_TRUE(create_disk(p, sized(fixed ? DiskType::Fixed : DiskType::Dynamic, 8u << 20)))
@@ -386,7 +386,7 @@ TEST_F(DiskOpsTest, ResizeGrowsAndRefusesLosingDataUnlessAllowed)
 // Optimize releases stored zero blocks and gives their space back, without changing the contents.
 TEST_F(DiskOpsTest, OptimizeReleasesZeroBlocksAndShrinksTheFile)
 {
-    for (const char* name : {"o.img", "o.vhd"}) {
+    for (const char* name : {"o.img", "o.vhd", "o.vhdx"}) {
         const auto p = path(name);
         CreateOptions options = sized(DiskType::Dynamic, 64u << 20);
         if (format_from_path(p) == DiskFormat::Raw)

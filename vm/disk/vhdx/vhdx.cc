@@ -15,6 +15,7 @@
 #include <array>
 #include <cstring>
 #include <optional>
+#include <utility>
 #include <vector>
 
 namespace vmgen::vm::disk {
@@ -192,6 +193,7 @@ struct Regions {
     uint64_t bat_length = 0;
     uint64_t metadata_offset = 0;
     uint64_t metadata_length = 0;
+    std::vector<std::pair<uint64_t, uint64_t>> others; // regions we do not know (kept as they are)
 };
 
 Result<Regions> parse_region_table(int fd, uint64_t offset, uint64_t file_size)
@@ -218,6 +220,7 @@ Result<Regions> parse_region_table(int fd, uint64_t offset, uint64_t file_size)
         if (!is_bat && !is_metadata) {
             if ((e.flags & vhdx_region_flag_required) != 0)
                 return fail("entry {}: unknown required region {}", i, guid_text(e.guid));
+            r.others.emplace_back(e.file_offset, e.length);
             continue;
         }
         const char* name = is_bat ? "BAT" : "metadata";
@@ -248,10 +251,24 @@ Result<Regions> parse_region_table(int fd, uint64_t offset, uint64_t file_size)
     return r;
 }
 
+// [MS-VHDX] 2.2.3: region table 1, or table 2 when table 1 is not valid.
+Result<Regions> choose_region_table(int fd, uint64_t file_size)
+{
+    auto regions1 = parse_region_table(fd, vhdx_region_table1_offset, file_size);
+    if (regions1)
+        return *regions1;
+    auto regions2 = parse_region_table(fd, vhdx_region_table2_offset, file_size);
+    if (!regions2)
+        return fail("no valid region table (table 1: {}; table 2: {})", regions1.error().message(),
+                    regions2.error().message());
+    return *regions2;
+}
+
 struct Metadata {
     uint32_t block_size = 0;
     uint32_t flags = 0;
     uint64_t virtual_size = 0;
+    uint32_t virtual_size_offset = 0; // of the Virtual Disk Size item, in the metadata region
     uint32_t logical_sector_size = 0;
     uint32_t physical_sector_size = 0;
     VhdxGuid page83{};
@@ -307,6 +324,7 @@ Result<Metadata> parse_metadata(int fd, const Regions& regions)
             have_params = true;
         } else if (e.item_id == vhdx_virtual_disk_size_guid) {
             TRY(read_item(&md.virtual_size, sizeof(md.virtual_size)));
+            md.virtual_size_offset = e.offset;
             have_size = true;
         } else if (e.item_id == vhdx_page83_guid) {
             TRY(read_item(&md.page83, sizeof(md.page83)));
@@ -499,24 +517,16 @@ Result<std::unique_ptr<VhdxDisk>> open_image(const std::string& path, bool read_
             return fail("not a VHDX image (no \"vhdxfile\" signature)");
 
         ParsedHeader current = TRY(choose_header(fd.get(), file_size));
-        // Region tables lie in the header section, which the log cannot change: check them before any replay.
-        auto regions1 = parse_region_table(fd.get(), vhdx_region_table1_offset, file_size);
-        Regions regions;
-        if (regions1) {
-            regions = *regions1;
-        } else {
-            auto regions2 = parse_region_table(fd.get(), vhdx_region_table2_offset, file_size);
-            if (!regions2)
-                return fail("no valid region table (table 1: {}; table 2: {})", regions1.error().message(),
-                            regions2.error().message());
-            regions = *regions2;
-        }
+        // Region tables are checked before any replay (nothing is written to a file that fails validation), and
+        // again after it: the log may move the BAT region (resizing).
+        Regions regions = TRY(choose_region_table(fd.get(), file_size));
         if (!current.header.log_guid.is_zero()) {
             if (read_only)
                 return fail("the log has entries to replay (log GUID {}); open the image read-write once",
                             guid_text(current.header.log_guid));
             TRY_CTX(replay_log(fd.get(), current.header, current.index, file_size), "replaying the log");
             current = TRY(choose_header(fd.get(), file_size));
+            regions = TRY(choose_region_table(fd.get(), file_size));
         }
 
         Metadata md = TRY(parse_metadata(fd.get(), regions));
@@ -552,6 +562,11 @@ Result<std::unique_ptr<VhdxDisk>> open_image(const std::string& path, bool read_
         state.header_index = current.index;
         state.block_size = md.block_size;
         state.bat_offset = regions.bat_offset;
+        state.bat_length = regions.bat_length;
+        state.metadata_offset = regions.metadata_offset;
+        state.metadata_length = regions.metadata_length;
+        state.size_item_offset = regions.metadata_offset + md.virtual_size_offset;
+        state.other_regions = std::move(regions.others);
         state.disk_id = md.page83;
         return std::make_unique<VhdxDisk>(std::move(state));
     };

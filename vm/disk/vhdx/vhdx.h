@@ -9,7 +9,9 @@
 // Supported: fixed, dynamic and differencing images, reads through the BAT (and the sector bitmaps and the parent
 // of differencing images), writes (a write to a block without data gives it a new block at the end of the file,
 // and differencing images a sector bitmap block per chunk where blocks are written in part, then updates the BAT
-// and bitmaps through the log; the log is emptied on close), discard, extents, creation.
+// and bitmaps through the log at the next flush; the log is emptied on close), discard, extents, creation,
+// resize (fixed and dynamic images; the BAT region moves to the end of the file when it has no room) and compact
+// (dynamic and differencing images: blocks stored last move into free space, the file is truncated).
 //
 // Differencing images: the parent is found through the parent locator's relative_path, then its
 // absolute_win32_path, then each path's file name beside the child; it is opened read-only (recursively: chains

@@ -14,40 +14,34 @@ namespace vmgen::vm::disk::vhdx_detail {
 
 using namespace vmgen::protocols::disk;
 
-namespace {
-
-uint64_t state_of(uint64_t entry) { return entry & vhdx_bat_state_mask; }
-uint64_t offset_of(uint64_t entry) { return (entry >> vhdx_bat_offset_shift) * vhdx_mib; }
-uint64_t make_entry(uint64_t offset, uint64_t state)
-{
-    return (offset >> vhdx_bat_offset_shift) << vhdx_bat_offset_shift | state;
-}
-
-} // namespace
-
 VhdxDisk::VhdxDisk(ImageState state)
     : m_fd(std::move(state.fd)), m_info(std::move(state.info)), m_read_only(state.read_only),
-      m_block_size(state.block_size), m_bat_offset(state.bat_offset), m_file_size(m_info.file_size),
-      m_header(state.header), m_header_index(state.header_index), m_bat(std::move(state.bat)),
-      m_chunk_ratio(state.chunk_ratio), m_disk_id(state.disk_id), m_parent(std::move(state.parent))
+      m_block_size(state.block_size), m_bat_offset(state.bat_offset), m_bat_length(state.bat_length),
+      m_metadata_offset(state.metadata_offset), m_metadata_length(state.metadata_length),
+      m_size_item_offset(state.size_item_offset), m_other_regions(std::move(state.other_regions)),
+      m_file_size(m_info.file_size), m_header(state.header),
+      m_header_index(state.header_index), m_bat(std::move(state.bat)), m_chunk_ratio(state.chunk_ratio),
+      m_disk_id(state.disk_id), m_parent(std::move(state.parent))
 {
 }
 
 VhdxDisk::~VhdxDisk()
 {
     std::lock_guard lock(m_mutex);
-    if (!m_log_active)
+    if (m_read_only)
         return;
-    // Everything the log describes is in place once flushed: empty the log.
-    if (::fdatasync(m_fd.get()) != 0) {
-        log_error("vhdx", "fdatasync on close: {}", errno_text(errno));
-        return;
-    }
-    VhdxHeader h = m_header;
-    h.log_guid = VhdxGuid{};
-    auto r = update_header(h);
+    // Pending metadata committed, everything the log describes in place and flushed: empty the log.
+    auto r = empty_log();
     if (!r)
-        log_error("vhdx", "emptying the log on close: {}", r.error().message());
+        log_error("vhdx", "closing: {}", r.error().message());
+}
+
+Result<void> VhdxDisk::close()
+{
+    std::lock_guard lock(m_mutex);
+    if (m_read_only)
+        return {};
+    return empty_log();
 }
 
 VhdxGuid VhdxDisk::data_write_guid() const
@@ -133,7 +127,7 @@ Result<std::vector<VhdxDisk::Run>> VhdxDisk::bitmap_runs(uint64_t block, uint64_
     const uint64_t count = length / sector;
     const uint64_t first_byte = first / 8;
     std::vector<uint8_t> bits((first + count + 7) / 8 - first_byte);
-    TRY(read_at(m_fd.get(), bits, offset_of(m_bat[bitmap_index(block)]) + first_byte));
+    TRY(read_metadata(offset_of(m_bat[bitmap_index(block)]) + first_byte, bits));
     std::vector<Run> runs;
     for (uint64_t i = 0; i < count; ++i) {
         uint64_t bit = first + i - first_byte * 8;
@@ -162,7 +156,7 @@ Result<void> VhdxDisk::write(uint64_t offset, std::span<const uint8_t> in)
         TRY(write_block(pos / m_block_size, in_block, in.subspan(done, n)));
         done += n;
     }
-    return {};
+    return maybe_commit();
 }
 
 Result<void> VhdxDisk::write_block(uint64_t block, uint64_t in_block, std::span<const uint8_t> data)
@@ -192,9 +186,15 @@ Result<void> VhdxDisk::write_block(uint64_t block, uint64_t in_block, std::span<
     }
 }
 
+// Everything written is durable once the log entry with the pending metadata is (commit_dirty flushes the data
+// first); its in-place copy is flushed before the next entry.
 Result<void> VhdxDisk::flush()
 {
     std::lock_guard lock(m_mutex);
+    if (m_failed)
+        return fail("an earlier metadata update of this VHDX image failed; reopen it");
+    if (!m_dirty.empty())
+        return commit_dirty();
     if (::fdatasync(m_fd.get()) != 0)
         return errno_failure("fdatasync");
     m_unsynced = false;
@@ -207,25 +207,48 @@ Result<void> VhdxDisk::discard(uint64_t offset, uint64_t length)
     if (m_read_only)
         return fail("VHDX image is read-only");
     std::lock_guard lock(m_mutex);
-    BatBatch batch;
+    std::vector<uint64_t> released; // file offsets of payload blocks no longer used
     std::vector<uint8_t> zeroes;
     uint64_t done = 0;
     while (done < length) {
         uint64_t pos = offset + done;
         uint64_t in_block = pos % m_block_size;
         uint64_t n = std::min<uint64_t>(length - done, m_block_size - in_block);
-        TRY(discard_block(pos / m_block_size, in_block, n, zeroes, batch));
+        TRY(discard_block(pos / m_block_size, in_block, n, zeroes, released));
         done += n;
     }
-    return commit(batch);
+    if (released.empty())
+        return maybe_commit();
+    // The BAT no longer points at the blocks, durably, before their space goes (best effort: the file system may
+    // not punch holes). Punched, the space serves new blocks of this open.
+    TRY(commit_dirty());
+    for (uint64_t at : released) {
+        if (::fallocate(m_fd.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(at),
+                        static_cast<off_t>(m_block_size)) != 0)
+            continue;
+        auto [it, added] = m_free.emplace(at, at + m_block_size);
+        if (!added)
+            continue;
+        if (auto next = std::next(it); next != m_free.end() && next->first == it->second) {
+            it->second = next->second;
+            m_free.erase(next);
+        }
+        if (it != m_free.begin()) {
+            if (auto prev = std::prev(it); prev->second == it->first) {
+                prev->second = it->second;
+                m_free.erase(it);
+            }
+        }
+    }
+    return {};
 }
 
 // Blocks that read as zeroes stay as they are. Whole blocks of dynamic and differencing images become zero blocks
-// (BAT changes batched per BAT sector through the log; the old blocks' space is released where the file system
-// can); blocks of fixed images and parts of blocks get zeroes written. Parts of differencing blocks whose data is
-// the parent's get zeroes written too (allocating), so the parent's data stops showing.
+// (the old blocks' space is released where the file system can); blocks of fixed images and parts of blocks get
+// zeroes written. Parts of differencing blocks whose data is the parent's get zeroes written too (allocating), so
+// the parent's data stops showing.
 Result<void> VhdxDisk::discard_block(uint64_t block, uint64_t in_block, uint64_t length,
-                                     std::vector<uint8_t>& zeroes, BatBatch& batch)
+                                     std::vector<uint8_t>& zeroes, std::vector<uint64_t>& released)
 {
     const uint64_t entry = m_bat[bat_index(block)];
     const Source source = source_of(entry);
@@ -233,9 +256,9 @@ Result<void> VhdxDisk::discard_block(uint64_t block, uint64_t in_block, uint64_t
         return {};
     TRY(begin_write());
     if (length == m_block_size && m_info.type != DiskType::Fixed) {
-        TRY(queue_bat_entry(batch, bat_index(block), make_entry(0, vhdx_payload_zero)));
+        TRY(set_bat_entry(bat_index(block), make_entry(0, vhdx_payload_zero)));
         if (source == Source::File || source == Source::Bitmap)
-            batch.released.push_back(offset_of(entry));
+            released.push_back(offset_of(entry));
         return {};
     }
     if (zeroes.size() < length)
@@ -301,17 +324,23 @@ Result<void> VhdxDisk::update_header(VhdxHeader h)
     return {};
 }
 
-// [MS-VHDX] 2.2.2: before the first change of this open, new FileWriteGuid and DataWriteGuid (every change we
-// make is user-visible: a write or a discard). Children record the DataWriteGuid: a changed parent is detected.
-Result<void> VhdxDisk::begin_write()
+// [MS-VHDX] 2.2.2: new FileWriteGuid before the first change of this open; new DataWriteGuid before the first
+// change of what the virtual disk holds or its size (writes, discards, resizing; not compaction). Children record
+// the DataWriteGuid: a changed parent is detected.
+Result<void> VhdxDisk::begin_write(bool user_visible)
 {
-    if (m_wrote)
+    if (m_failed)
+        return fail("an earlier metadata update of this VHDX image failed; reopen it");
+    if (m_file_guid_new && (m_data_guid_new || !user_visible))
         return {};
     VhdxHeader h = m_header;
-    h.file_write_guid = TRY(random_guid());
-    h.data_write_guid = TRY(random_guid());
+    if (!m_file_guid_new)
+        h.file_write_guid = TRY(random_guid());
+    if (user_visible)
+        h.data_write_guid = TRY(random_guid());
     TRY(update_header(h));
-    m_wrote = true;
+    m_file_guid_new = true;
+    m_data_guid_new = m_data_guid_new || user_visible;
     return {};
 }
 
@@ -329,59 +358,158 @@ Result<void> VhdxDisk::start_log()
     return {};
 }
 
-Result<void> VhdxDisk::log_sector(uint64_t file_offset, std::span<const uint8_t> sector)
+Result<void> VhdxDisk::empty_log()
 {
-    TRY(start_log());
-    TRY(sync()); // data, bitmaps and earlier metadata durable before the change that shows them
-    TRY(append_log_sector(m_fd.get(), m_header, m_log_head, m_log_sequence++, file_offset, sector, m_file_size));
-    TRY(write_at(m_fd.get(), sector, file_offset));
-    m_unsynced = true;
+    // After a failed commit the log may hold the only copy of a change: it stays for the next open to replay.
+    if (m_failed)
+        return fail("an earlier metadata update of this VHDX image failed; reopen it");
+    TRY(commit_dirty());
+    TRY(sync());
+    if (!m_log_active)
+        return {};
+    VhdxHeader h = m_header;
+    h.log_guid = VhdxGuid{};
+    TRY(update_header(h));
+    m_log_active = false;
     return {};
+}
+
+Result<void> VhdxDisk::read_metadata(uint64_t offset, std::span<uint8_t> out)
+{
+    TRY(read_at(m_fd.get(), out, offset));
+    const uint64_t end = offset + out.size();
+    for (auto it = m_dirty.lower_bound(offset / vhdx_log_sector_size * vhdx_log_sector_size);
+         it != m_dirty.end() && it->first < end; ++it) {
+        const uint64_t from = std::max(offset, it->first);
+        const uint64_t to = std::min(end, it->first + vhdx_log_sector_size);
+        std::memcpy(out.data() + (from - offset), it->second.data() + (from - it->first), to - from);
+    }
+    return {};
+}
+
+Result<std::vector<uint8_t>*> VhdxDisk::dirty_sector(uint64_t sector_offset)
+{
+    auto it = m_dirty.find(sector_offset);
+    if (it == m_dirty.end()) {
+        std::vector<uint8_t> sector(vhdx_log_sector_size);
+        TRY(read_at(m_fd.get(), sector, sector_offset));
+        it = m_dirty.emplace(sector_offset, std::move(sector)).first;
+    }
+    return &it->second;
 }
 
 Result<void> VhdxDisk::set_bat_entry(uint64_t index, uint64_t entry)
 {
-    BatBatch batch;
-    TRY(queue_bat_entry(batch, index, entry));
-    return commit(batch);
-}
-
-Result<void> VhdxDisk::queue_bat_entry(BatBatch& batch, uint64_t index, uint64_t entry)
-{
-    uint64_t sector_offset = m_bat_offset + index * sizeof(uint64_t) / vhdx_log_sector_size * vhdx_log_sector_size;
-    if (sector_offset != batch.sector_offset) {
-        TRY(commit(batch));
-        batch.sector_offset = sector_offset;
-    }
-    batch.entries.emplace_back(index, entry);
+    const uint64_t at = m_bat_offset + index * sizeof(uint64_t);
+    std::vector<uint8_t>* sector = TRY(dirty_sector(at / vhdx_log_sector_size * vhdx_log_sector_size));
+    std::memcpy(sector->data() + at % vhdx_log_sector_size, &entry, sizeof(entry));
+    m_bat[index] = entry;
     return {};
 }
 
-Result<void> VhdxDisk::commit(BatBatch& batch)
+namespace {
+
+// Pending metadata sectors that make a commit without waiting for flush(): 512 KiB, half of a 1 MiB log.
+constexpr size_t max_dirty_sectors = 128;
+
+} // namespace
+
+Result<void> VhdxDisk::maybe_commit()
 {
-    if (!batch.entries.empty()) {
-        std::vector<uint8_t> sector(vhdx_log_sector_size);
-        TRY(read_at(m_fd.get(), sector, batch.sector_offset));
-        for (const auto& [index, entry] : batch.entries)
-            std::memcpy(sector.data() + index * sizeof(uint64_t) % vhdx_log_sector_size, &entry, sizeof(entry));
-        TRY(log_sector(batch.sector_offset, sector));
-        for (const auto& [index, entry] : batch.entries)
-            m_bat[index] = entry;
-        batch.entries.clear();
+    return m_dirty.size() >= max_dirty_sectors ? commit_dirty() : Result<void>{};
+}
+
+// A failure here leaves the file as it was or with the change committed (the log entry written or not): either
+// way what this open holds in memory may no longer match, so the image takes no more changes (m_failed).
+Result<void> VhdxDisk::commit_dirty()
+{
+    if (m_dirty.empty())
+        return {};
+    if (m_failed)
+        return fail("an earlier metadata update of this VHDX image failed; reopen it");
+    auto commit = [&]() -> Result<void> {
+        TRY(start_log());
+        std::vector<LogWrite> writes;
+        while (!m_dirty.empty()) {
+            TRY(sync()); // data, bitmaps and earlier metadata durable before the change that shows them
+            writes.clear();
+            auto it = m_dirty.begin();
+            for (; it != m_dirty.end() && writes.size() < max_dirty_sectors; ++it)
+                writes.push_back({it->first, it->second, 0});
+            TRY(append_log_entry(m_fd.get(), m_header, m_log_head, m_log_sequence++, writes, m_file_size));
+            for (const LogWrite& w : writes)
+                TRY(write_at(m_fd.get(), w.data, w.file_offset));
+            m_unsynced = true;
+            m_dirty.erase(m_dirty.begin(), it);
+        }
+        return {};
+    };
+    auto r = commit();
+    m_failed = !r;
+    return r;
+}
+
+Result<void> VhdxDisk::commit_change(const MetadataChange& change)
+{
+    TRY(commit_dirty());
+    std::vector<LogWrite> writes;
+    for (const auto& [offset, length] : change.zeroes)
+        writes.push_back({offset, {}, length});
+    for (const auto& [offset, sector] : change.sectors)
+        writes.push_back({offset, sector, 0});
+    if (writes.empty())
+        return {};
+    auto commit = [&]() -> Result<void> {
+        TRY(start_log());
+        TRY(sync());
+        TRY(append_log_entry(m_fd.get(), m_header, m_log_head, m_log_sequence++, writes, m_file_size));
+        return apply_change(change);
+    };
+    auto r = commit();
+    m_failed = !r;
+    return r;
+}
+
+Result<void> VhdxDisk::apply_change(const MetadataChange& change)
+{
+    for (const auto& [offset, length] : change.zeroes)
+        TRY(zero_file_range(offset, length, true));
+    bool table1 = false;
+    for (const auto& [offset, sector] : change.sectors) {
+        if (table1 && offset >= vhdx_region_table2_offset) {
+            // Region table 1 durable before table 2 is touched: one of them is always valid.
+            if (::fdatasync(m_fd.get()) != 0)
+                return errno_failure("fdatasync");
+            table1 = false;
+        }
+        TRY(write_at(m_fd.get(), sector, offset));
+        table1 = offset < vhdx_region_table2_offset;
     }
-    if (!batch.released.empty()) {
-        TRY(sync()); // the BAT no longer points at the blocks before their space goes
-        for (uint64_t offset : batch.released) // best effort: the file system may not punch holes
-            (void)::fallocate(m_fd.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(offset),
-                              static_cast<off_t>(m_block_size));
-        batch.released.clear();
+    m_unsynced = true;
+    return {};
+}
+
+Result<void> VhdxDisk::patch(MetadataChange& change, uint64_t offset, std::span<const uint8_t> bytes)
+{
+    size_t done = 0;
+    while (done < bytes.size()) {
+        const uint64_t at = offset + done;
+        const uint64_t sector_offset = at / vhdx_log_sector_size * vhdx_log_sector_size;
+        auto it = change.sectors.find(sector_offset);
+        if (it == change.sectors.end()) {
+            std::vector<uint8_t> sector(vhdx_log_sector_size);
+            TRY(read_metadata(sector_offset, sector));
+            it = change.sectors.emplace(sector_offset, std::move(sector)).first;
+        }
+        const size_t n = std::min<size_t>(bytes.size() - done, sector_offset + vhdx_log_sector_size - at);
+        std::memcpy(it->second.data() + (at - sector_offset), bytes.data() + done, n);
+        done += n;
     }
     return {};
 }
 
 Result<uint64_t> VhdxDisk::extend_file(uint64_t length)
 {
-    TRY(start_log());
     uint64_t offset = (m_file_size + vhdx_mib - 1) / vhdx_mib * vhdx_mib;
     uint64_t new_size = offset + length;
     if (::ftruncate(m_fd.get(), static_cast<off_t>(new_size)) != 0)
@@ -392,22 +520,40 @@ Result<uint64_t> VhdxDisk::extend_file(uint64_t length)
     return offset;
 }
 
-// Gives `block` a new payload block at the end of the file, writes `data` at `in_block` into it (the rest reads
-// as zeroes), then points the BAT at it through the log (which flushes the data first).
+Result<uint64_t> VhdxDisk::allocate_space(uint64_t length)
+{
+    for (auto it = m_free.begin(); it != m_free.end(); ++it) {
+        if (it->second - it->first < length)
+            continue;
+        const uint64_t at = it->first;
+        const uint64_t end = it->second;
+        m_free.erase(it);
+        if (at + length < end)
+            m_free.emplace(at + length, end);
+        return at;
+    }
+    return extend_file(length);
+}
+
+// Gives `block` a new payload block (space released earlier, or at the end of the file), writes `data` at `in_block` into it (the rest reads
+// as zeroes), then points the BAT at it (pending: committed, after the data is flushed, by the next commit).
 Result<void> VhdxDisk::allocate_and_write(uint64_t block, uint64_t in_block, std::span<const uint8_t> data)
 {
-    uint64_t offset = TRY(extend_file(m_block_size));
+    uint64_t offset = TRY(allocate_space(m_block_size));
     TRY(write_at(m_fd.get(), data, offset + in_block));
+    m_unsynced = true;
     return set_bat_entry(bat_index(block), make_entry(offset, vhdx_payload_fully_present));
 }
 
 // A differencing block written in part: a new payload block holds `data`, the chunk's sector bitmap marks the
-// written sectors present and the rest of the block the parent's, then the BAT says partially present.
+// written sectors present and the rest of the block the parent's, then the BAT says partially present (all
+// pending, committed together).
 Result<void> VhdxDisk::allocate_partial(uint64_t block, uint64_t in_block, std::span<const uint8_t> data)
 {
     uint64_t bitmap_offset = TRY(ensure_bitmap_block(block));
-    uint64_t offset = TRY(extend_file(m_block_size));
+    uint64_t offset = TRY(allocate_space(m_block_size));
     TRY(write_at(m_fd.get(), data, offset + in_block));
+    m_unsynced = true;
     const uint64_t sector = m_info.logical_sector_size;
     TRY(update_bitmap(bitmap_offset, bitmap_bit(block * m_block_size), m_block_size / sector,
                       bitmap_bit(block * m_block_size + in_block), data.size() / sector));
@@ -420,7 +566,7 @@ Result<uint64_t> VhdxDisk::ensure_bitmap_block(uint64_t block)
     const uint64_t index = bitmap_index(block);
     if (state_of(m_bat[index]) == vhdx_sb_present)
         return offset_of(m_bat[index]);
-    uint64_t offset = TRY(extend_file(vhdx_sector_bitmap_block_size));
+    uint64_t offset = TRY(allocate_space(vhdx_sector_bitmap_block_size));
     TRY(set_bat_entry(index, make_entry(offset, vhdx_sb_present)));
     return offset;
 }
@@ -435,7 +581,7 @@ Result<void> VhdxDisk::update_bitmap(uint64_t bitmap_offset, uint64_t first, uin
         const uint64_t sector_index = bit / bits_per_sector;
         const uint64_t end = std::min(first + count, (sector_index + 1) * bits_per_sector);
         const uint64_t file_offset = bitmap_offset + sector_index * vhdx_log_sector_size;
-        TRY(read_at(m_fd.get(), sector, file_offset));
+        TRY(read_metadata(file_offset, sector));
         bool changed = false;
         for (; bit < end; ++bit) {
             const uint64_t b = bit % bits_per_sector;
@@ -448,7 +594,7 @@ Result<void> VhdxDisk::update_bitmap(uint64_t bitmap_offset, uint64_t first, uin
             }
         }
         if (changed)
-            TRY(log_sector(file_offset, sector));
+            m_dirty[file_offset] = sector;
     }
     return {};
 }

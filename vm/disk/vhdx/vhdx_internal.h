@@ -36,12 +36,23 @@ Result<void> write_header(int fd, protocols::disk::VhdxHeader header, int slot);
 // the active sequence is invalid. `file_size` is updated when the log extends the file.
 Result<void> replay_log(int fd, const protocols::disk::VhdxHeader& header, int header_index, uint64_t& file_size);
 
-// [MS-VHDX] 2.3: appends one log entry at `log_head` (wrapping to the log's start when it does not fit) that
-// rewrites the 4 KiB `sector` at `file_offset`, and flushes it. The caller must have flushed everything earlier
-// entries wrote (each entry's tail is the entry itself) and `file_size` (a multiple of 1 MiB) must be durable.
-Result<void> append_log_sector(int fd, const protocols::disk::VhdxHeader& header, uint64_t& log_head,
-                               uint64_t sequence, uint64_t file_offset, std::span<const uint8_t> sector,
-                               uint64_t file_size);
+// Whether [offset, offset + length) lies inside the two region tables (the only part of the header section the
+// log may change).
+bool in_region_tables(uint64_t offset, uint64_t length);
+
+// One change a log entry carries ([MS-VHDX] 2.3.1): a 4 KiB sector of new contents at `file_offset`, or, when
+// `data` is empty, `zero_length` bytes (a multiple of 4 KiB) of zeroes there.
+struct LogWrite {
+    uint64_t file_offset = 0;
+    std::span<const uint8_t> data;
+    uint64_t zero_length = 0;
+};
+// [MS-VHDX] 2.3: appends one log entry holding `writes` at `log_head` (wrapping to the log's start when it does
+// not fit) and flushes it: the entry is the commit of all its writes together. The caller must have flushed
+// everything earlier entries wrote (each entry's tail is the entry itself) and `file_size` (a multiple of 1 MiB)
+// must be durable. Fails when the entry is larger than the log.
+Result<void> append_log_entry(int fd, const protocols::disk::VhdxHeader& header, uint64_t& log_head,
+                              uint64_t sequence, std::span<const LogWrite> writes, uint64_t file_size);
 
 // [MS-VHDX] 2.6.2.6: the VHDX parent locator, decoded (strings converted to UTF-8, paths as stored).
 struct ParentLocator {

@@ -1,6 +1,8 @@
 // [MS-VHDX] 2.3: log replay. Entries live in a circular buffer; the active sequence is the run of valid
 // entries with consecutive sequence numbers ending at the entry with the greatest sequence number whose tail
 // field leads, entry by entry, back to it. Everything in that run is validated before anything is written.
+// Then writing entries: each one stands alone (its tail is itself), so qemu, which replays runs of consecutive
+// entries whatever their tails say, ends at the same state.
 #include "support/errno_error.h"
 #include "vm/disk/vhdx/vhdx_internal.h"
 
@@ -108,6 +110,12 @@ Result<Entry> parse_entry(std::span<const uint8_t> log, uint64_t pos, const Vhdx
 
 } // namespace
 
+bool in_region_tables(uint64_t offset, uint64_t length)
+{
+    const uint64_t end = vhdx_region_table2_offset + vhdx_region_table_size;
+    return offset >= vhdx_region_table1_offset && offset <= end && length <= end - offset;
+}
+
 Result<void> replay_log(int fd, const VhdxHeader& header, int header_index, uint64_t& file_size)
 {
     if (header.log_length > max_log_length)
@@ -157,31 +165,52 @@ Result<void> replay_log(int fd, const VhdxHeader& header, int header_index, uint
         if (file_size < head.flushed_file_offset)
             return fail("file of {} bytes is shorter than the log says was flushed ({} bytes)", file_size,
                         head.flushed_file_offset);
-        // Nothing may land in the header section or the log itself.
+        // Nothing may land in the log itself or the header section, but for the region tables (resizing moves
+        // the BAT region through the log): the file identifier and the headers are never logged.
         for (const Entry* e : sequence)
             for (const Write& w : e->writes)
-                if (w.file_offset < vhdx_mib ||
+                if ((w.file_offset < vhdx_mib && !in_region_tables(w.file_offset, w.length)) ||
                     (w.file_offset < header.log_offset + header.log_length &&
                      header.log_offset < w.file_offset + w.length))
                     return fail("log entry {} writes {:#x} length {:#x} into the header section or the log",
                                 e->header.sequence_number, w.file_offset, w.length);
         std::vector<uint8_t> sector(vhdx_log_sector_size);
         std::vector<uint8_t> zeroes(vhdx_mib);
+        auto apply = [&](const Write& w) -> Result<void> {
+            if (w.data == nullptr) {
+                for (uint64_t done = 0; done < w.length;) {
+                    uint64_t n = std::min<uint64_t>(w.length - done, zeroes.size());
+                    TRY(write_at(fd, std::span<const uint8_t>(zeroes).subspan(0, n), w.file_offset + done));
+                    done += n;
+                }
+                return {};
+            }
+            std::memcpy(sector.data(), &w.leading, sizeof(w.leading));
+            std::memcpy(sector.data() + 8, w.data, 4084);
+            std::memcpy(sector.data() + 4092, &w.trailing, sizeof(w.trailing));
+            return write_at(fd, sector, w.file_offset);
+        };
+        // Region table 2 only once table 1 is durable: an interrupted replay leaves one of them valid (opening
+        // checks them before replaying).
+        auto in_table2 = [](const Write& w) {
+            return w.file_offset >= vhdx_region_table2_offset && w.file_offset < vhdx_mib;
+        };
+        bool table2 = false;
         for (const Entry* e : sequence) {
             for (const Write& w : e->writes) {
-                if (w.data == nullptr) {
-                    for (uint64_t done = 0; done < w.length;) {
-                        uint64_t n = std::min<uint64_t>(w.length - done, zeroes.size());
-                        TRY(write_at(fd, std::span<const uint8_t>(zeroes).subspan(0, n), w.file_offset + done));
-                        done += n;
-                    }
-                } else {
-                    std::memcpy(sector.data(), &w.leading, sizeof(w.leading));
-                    std::memcpy(sector.data() + 8, w.data, 4084);
-                    std::memcpy(sector.data() + 4092, &w.trailing, sizeof(w.trailing));
-                    TRY(write_at(fd, sector, w.file_offset));
-                }
+                if (in_table2(w))
+                    table2 = true;
+                else
+                    TRY(apply(w));
             }
+        }
+        if (table2) {
+            if (::fdatasync(fd) != 0)
+                return errno_failure("fdatasync");
+            for (const Entry* e : sequence)
+                for (const Write& w : e->writes)
+                    if (in_table2(w))
+                        TRY(apply(w));
         }
         if (file_size < head.last_file_offset) {
             if (::ftruncate(fd, static_cast<off_t>(head.last_file_offset)) != 0)
@@ -200,15 +229,41 @@ Result<void> replay_log(int fd, const VhdxHeader& header, int header_index, uint
 
 } // namespace vmgen::vm::disk::vhdx_detail
 
+
 namespace vmgen::vm::disk::vhdx_detail {
 
-Result<void> append_log_sector(int fd, const VhdxHeader& header, uint64_t& log_head, uint64_t sequence,
-                               uint64_t file_offset, std::span<const uint8_t> sector, uint64_t file_size)
+namespace {
+
+uint64_t descriptor_area(uint64_t descriptors)
 {
-    constexpr uint64_t entry_length = 2 * vhdx_log_sector_size; // descriptor sector + one data sector
-    if (sector.size() != vhdx_log_sector_size || file_offset % vhdx_log_sector_size != 0 ||
-        file_size % vhdx_mib != 0)
-        return fail("internal: bad log write at {:#x} (file size {:#x})", file_offset, file_size);
+    return (sizeof(VhdxLogEntryHeader) + descriptors * vhdx_log_descriptor_size + vhdx_log_sector_size - 1) /
+           vhdx_log_sector_size * vhdx_log_sector_size;
+}
+
+// Bytes of the log one entry with `data_sectors` data descriptors and `zero_ranges` zero descriptors takes.
+uint64_t log_entry_length(uint64_t data_sectors, uint64_t zero_ranges)
+{
+    return descriptor_area(data_sectors + zero_ranges) + data_sectors * vhdx_log_sector_size;
+}
+
+} // namespace
+
+Result<void> append_log_entry(int fd, const VhdxHeader& header, uint64_t& log_head, uint64_t sequence,
+                              std::span<const LogWrite> writes, uint64_t file_size)
+{
+    uint64_t data_sectors = 0;
+    for (const LogWrite& w : writes) {
+        const bool zero = w.data.empty();
+        if (w.file_offset % vhdx_log_sector_size != 0 ||
+            (zero ? w.zero_length == 0 || w.zero_length % vhdx_log_sector_size != 0
+                  : w.data.size() != vhdx_log_sector_size))
+            return fail("internal: bad log write at {:#x}", w.file_offset);
+        data_sectors += zero ? 0 : 1;
+    }
+    const uint64_t entry_length = log_entry_length(data_sectors, writes.size() - data_sectors);
+    if (writes.empty() || file_size % vhdx_mib != 0 || entry_length > header.log_length)
+        return fail("internal: log entry of {} writes ({:#x} bytes, file size {:#x}) does not fit the log ({:#x} "
+                    "bytes)", writes.size(), entry_length, file_size, header.log_length);
     if (log_head + entry_length > header.log_length)
         log_head = 0;
     std::vector<uint8_t> entry(entry_length);
@@ -219,24 +274,40 @@ Result<void> append_log_sector(int fd, const VhdxHeader& header, uint64_t& log_h
     // (the caller flushes before appending), so the sequence starts at the entry itself.
     h.tail = static_cast<uint32_t>(log_head);
     h.sequence_number = sequence;
-    h.descriptor_count = 1;
+    h.descriptor_count = static_cast<uint32_t>(writes.size());
     h.log_guid = header.log_guid;
+    // The file is never shorter than this while the log is in use (files are only truncated with an empty log).
     h.flushed_file_offset = file_size;
     h.last_file_offset = file_size;
     std::memcpy(entry.data(), &h, sizeof(h));
-    VhdxLogDataDescriptor d{};
-    d.signature = vhdx_log_desc_signature;
-    std::memcpy(&d.trailing_bytes, sector.data() + 4092, 4);
-    std::memcpy(&d.leading_bytes, sector.data(), 8);
-    d.file_offset = file_offset;
-    d.sequence_number = sequence;
-    std::memcpy(entry.data() + sizeof(h), &d, sizeof(d));
-    VhdxLogDataSector s{};
-    s.signature = vhdx_log_data_signature;
-    s.sequence_high = static_cast<uint32_t>(sequence >> 32);
-    s.sequence_low = static_cast<uint32_t>(sequence);
-    std::memcpy(s.data, sector.data() + 8, sizeof(s.data));
-    std::memcpy(entry.data() + vhdx_log_sector_size, &s, sizeof(s));
+    uint64_t descriptor_at = sizeof(h);
+    uint64_t data_at = descriptor_area(writes.size());
+    for (const LogWrite& w : writes) {
+        if (w.data.empty()) {
+            VhdxLogZeroDescriptor z{};
+            z.signature = vhdx_log_zero_signature;
+            z.zero_length = w.zero_length;
+            z.file_offset = w.file_offset;
+            z.sequence_number = sequence;
+            std::memcpy(entry.data() + descriptor_at, &z, sizeof(z));
+        } else {
+            VhdxLogDataDescriptor d{};
+            d.signature = vhdx_log_desc_signature;
+            std::memcpy(&d.trailing_bytes, w.data.data() + 4092, 4);
+            std::memcpy(&d.leading_bytes, w.data.data(), 8);
+            d.file_offset = w.file_offset;
+            d.sequence_number = sequence;
+            std::memcpy(entry.data() + descriptor_at, &d, sizeof(d));
+            VhdxLogDataSector s{};
+            s.signature = vhdx_log_data_signature;
+            s.sequence_high = static_cast<uint32_t>(sequence >> 32);
+            s.sequence_low = static_cast<uint32_t>(sequence);
+            std::memcpy(s.data, w.data.data() + 8, sizeof(s.data));
+            std::memcpy(entry.data() + data_at, &s, sizeof(s));
+            data_at += vhdx_log_sector_size;
+        }
+        descriptor_at += vhdx_log_descriptor_size;
+    }
     store_checksum(entry, offsetof(VhdxLogEntryHeader, checksum));
     TRY(write_at(fd, entry, header.log_offset + log_head));
     if (::fdatasync(fd) != 0)

@@ -324,9 +324,10 @@ TEST_F(VhdxTest, RefusesACorruptLogWithoutWriting)
     uint64_t hdr = current_header(p);
     auto h = read_obj<VhdxHeader>(p, hdr);
     auto entry = read_obj<VhdxLogEntryHeader>(p, h.log_offset);
-    // The entry writes into the header section: a valid checksum but a hostile target.
+    // The entry writes into the header section (a header: only the region tables may be logged): a valid checksum
+    // but a hostile target.
     auto desc = read_obj<VhdxLogDataDescriptor>(p, h.log_offset + sizeof(VhdxLogEntryHeader));
-    desc.file_offset = vhdx_region_table1_offset;
+    desc.file_offset = vhdx_header2_offset;
     write_obj(p, h.log_offset + sizeof(VhdxLogEntryHeader), desc);
     fix_checksum(p, h.log_offset, entry.entry_length);
     write_obj(p, hdr + offsetof(VhdxHeader, log_guid), entry.log_guid);
@@ -502,7 +503,7 @@ TEST_F(VhdxTest, DiscardZeroesWholeAndPartialBlocks)
 
 TEST_F(VhdxTest, LogWrapsAroundAndStillReplays)
 {
-    // 200 allocations write 200 8 KiB log entries: the 1 MiB log wraps once.
+    // 200 allocations, each flushed, write 200 8 KiB log entries: the 1 MiB log wraps once.
     std::string p = path("new.vhdx");
     ASSERT_TRUE(create_vhdx(p, 256 << 20, DiskType::Dynamic, 1 << 20, 512));
     std::string crashed = path("crashed.vhdx");
@@ -513,6 +514,7 @@ TEST_F(VhdxTest, LogWrapsAroundAndStillReplays)
         for (uint64_t b = 0; b < 200; ++b) {
             std::fill(data.begin(), data.end(), static_cast<uint8_t>(b + 1));
             ASSERT_TRUE((*d)->write(b << 20, data));
+            ASSERT_TRUE((*d)->flush());
         }
         sh("cp " + p + " " + crashed);
     }
