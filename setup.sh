@@ -11,6 +11,7 @@ packages=(
   libfmt-dev nlohmann-json3-dev libcli11-dev libgtest-dev googletest
   acpica-tools              # iasl: ACPI tables are checked by disassembling them
   qemu-system-x86 qemu-utils # the peer VMM for cross-checks and benchmarks
+  xorriso                   # ISO images for the DVD tests
   clang libclang-rt-14-dev  # libFuzzer targets
   hyperfine procps
 )
