@@ -197,4 +197,34 @@ ScsiOutcome inquiry_for_absent_lun(const ScsiCommand& command, DataBuffer& data)
     return request.respond(response, cdb.allocation_length.get());
 }
 
+ScsiOutcome answer_inquiry(
+    ScsiRequest& request, const InquiryProfile& profile, const LunIdentity& identity, const DeviceVpdPage& device_page)
+{
+    const auto cdb = request.cdb<wire::InquiryCdb>();
+    if ((cdb.flags & wire::inquiry_cmddt) != 0)
+        return sense::invalid_field_in_cdb(1, 1);
+    const uint16_t allocation = cdb.allocation_length.get();
+    if ((cdb.flags & wire::inquiry_evpd) == 0) {
+        if (cdb.page_code != 0)
+            return sense::invalid_field_in_cdb(2);
+        return request.respond(
+            standard_inquiry(profile.peripheral, profile.removable, identity, profile.version_descriptors), allocation);
+    }
+    switch (cdb.page_code) {
+    case wire::vpd::supported_pages:
+        return request.respond(vpd_supported_pages(profile.peripheral, profile.vpd_pages), allocation);
+    case wire::vpd::unit_serial_number:
+        return request.respond(vpd_unit_serial_number(profile.peripheral, identity), allocation);
+    case wire::vpd::device_identification:
+        return request.respond(vpd_device_identification(profile.peripheral, identity), allocation);
+    default:
+        break;
+    }
+    if (device_page) {
+        if (auto page = device_page(cdb.page_code))
+            return request.respond(*page, allocation);
+    }
+    return sense::invalid_field_in_cdb(2);
+}
+
 } // namespace vmgen::vm::scsi

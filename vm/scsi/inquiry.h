@@ -6,6 +6,8 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -34,6 +36,22 @@ std::vector<uint8_t> standard_inquiry(
 std::vector<uint8_t> vpd_supported_pages(uint8_t peripheral, std::span<const uint8_t> pages);
 std::vector<uint8_t> vpd_unit_serial_number(uint8_t peripheral, const LunIdentity& identity);
 std::vector<uint8_t> vpd_device_identification(uint8_t peripheral, const LunIdentity& identity);
+
+class ScsiRequest;
+
+// What a LUN type says about itself in INQUIRY.
+struct InquiryProfile {
+    uint8_t peripheral = 0;
+    bool removable = false;
+    std::span<const uint16_t> version_descriptors;
+    std::span<const uint8_t> vpd_pages; // every page it answers, in ascending order (0x00, 0x80, 0x83 included)
+};
+// The device's own VPD pages beyond 0x00/0x80/0x83; nullopt for a page it does not have.
+using DeviceVpdPage = std::function<std::optional<std::vector<uint8_t>>(uint8_t page)>;
+// Answers an INQUIRY CDB: CMDDT refused, the standard data, VPD 0x00/0x80/0x83, then `device_page` for the rest;
+// an unknown page is INVALID FIELD IN CDB.
+ScsiOutcome answer_inquiry(
+    ScsiRequest& request, const InquiryProfile& profile, const LunIdentity& identity, const DeviceVpdPage& device_page);
 
 // The LUN address of `lun` in SAM-5 single level format: peripheral device addressing below 256, flat space
 // addressing up to 16383.

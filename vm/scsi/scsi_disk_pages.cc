@@ -45,32 +45,20 @@ wire::ControlModePage control_page(wire::PageControl control)
 
 ScsiOutcome ScsiDisk::inquiry(ScsiRequest& request)
 {
-    const auto cdb = request.cdb<wire::InquiryCdb>();
-    if ((cdb.flags & wire::inquiry_cmddt) != 0)
-        return sense::invalid_field_in_cdb(1, 1);
-    const uint16_t allocation = cdb.allocation_length.get();
-    const uint8_t type = wire::peripheral_type_disk;
-    if ((cdb.flags & wire::inquiry_evpd) == 0) {
-        if (cdb.page_code != 0)
-            return sense::invalid_field_in_cdb(2);
-        return request.respond(standard_inquiry(type, false, m_options.identity, disk_versions), allocation);
-    }
-    switch (cdb.page_code) {
-    case wire::vpd::supported_pages:
-        return request.respond(vpd_supported_pages(type, disk_vpd_pages), allocation);
-    case wire::vpd::unit_serial_number:
-        return request.respond(vpd_unit_serial_number(type, m_options.identity), allocation);
-    case wire::vpd::device_identification:
-        return request.respond(vpd_device_identification(type, m_options.identity), allocation);
-    case wire::vpd::block_limits:
-        return request.respond(vpd_block_limits(), allocation);
-    case wire::vpd::block_device_characteristics:
-        return request.respond(vpd_block_characteristics(), allocation);
-    case wire::vpd::logical_block_provisioning:
-        return request.respond(vpd_provisioning(), allocation);
-    default:
-        return sense::invalid_field_in_cdb(2);
-    }
+    const InquiryProfile profile { wire::peripheral_type_disk, false, disk_versions, disk_vpd_pages };
+    return answer_inquiry(
+        request, profile, m_options.identity, [this](uint8_t page) -> std::optional<std::vector<uint8_t>> {
+            switch (page) {
+            case wire::vpd::block_limits:
+                return vpd_block_limits();
+            case wire::vpd::block_device_characteristics:
+                return vpd_block_characteristics();
+            case wire::vpd::logical_block_provisioning:
+                return vpd_provisioning();
+            default:
+                return std::nullopt;
+            }
+        });
 }
 
 std::vector<uint8_t> ScsiDisk::vpd_block_limits() const

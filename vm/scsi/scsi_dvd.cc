@@ -218,26 +218,8 @@ ScsiOutcome ScsiDvd::dispatch(ScsiRequest& request, const Snapshot& snapshot)
 
 ScsiOutcome ScsiDvd::inquiry(ScsiRequest& request)
 {
-    const auto cdb = request.cdb<wire::InquiryCdb>();
-    if ((cdb.flags & wire::inquiry_cmddt) != 0)
-        return sense::invalid_field_in_cdb(1, 1);
-    const uint16_t allocation = cdb.allocation_length.get();
-    const uint8_t type = wire::peripheral_type_cd_dvd;
-    if ((cdb.flags & wire::inquiry_evpd) == 0) {
-        if (cdb.page_code != 0)
-            return sense::invalid_field_in_cdb(2);
-        return request.respond(standard_inquiry(type, true, m_options.identity, dvd_versions), allocation);
-    }
-    switch (cdb.page_code) {
-    case wire::vpd::supported_pages:
-        return request.respond(vpd_supported_pages(type, dvd_vpd_pages), allocation);
-    case wire::vpd::unit_serial_number:
-        return request.respond(vpd_unit_serial_number(type, m_options.identity), allocation);
-    case wire::vpd::device_identification:
-        return request.respond(vpd_device_identification(type, m_options.identity), allocation);
-    default:
-        return sense::invalid_field_in_cdb(2);
-    }
+    const InquiryProfile profile { wire::peripheral_type_cd_dvd, true, dvd_versions, dvd_vpd_pages };
+    return answer_inquiry(request, profile, m_options.identity, {});
 }
 
 ScsiOutcome ScsiDvd::request_sense(ScsiRequest& request)
