@@ -140,46 +140,7 @@ ScsiOutcome ScsiDisk::dispatch(ScsiRequest& request)
 
 ScsiOutcome ScsiDisk::read_write(ScsiRequest& request, bool write)
 {
-    uint64_t lba = 0;
-    uint64_t count = 0;
-    uint8_t flags = 0;
-    uint16_t length_field = 0;
-    switch (request.opcode()) {
-    case op::read_6:
-    case op::write_6: {
-        const auto cdb = request.cdb<wire::Rw6Cdb>();
-        lba = cdb.lba.get() & wire::rw6_lba_mask;
-        count = cdb.length == 0 ? 256 : cdb.length;
-        length_field = 4;
-        break;
-    }
-    case op::read_10:
-    case op::write_10: {
-        const auto cdb = request.cdb<wire::Rw10Cdb>();
-        lba = cdb.lba.get();
-        count = cdb.length.get();
-        flags = cdb.flags;
-        length_field = 7;
-        break;
-    }
-    case op::read_12:
-    case op::write_12: {
-        const auto cdb = request.cdb<wire::Rw12Cdb>();
-        lba = cdb.lba.get();
-        count = cdb.length.get();
-        flags = cdb.flags;
-        length_field = 6;
-        break;
-    }
-    default: {
-        const auto cdb = request.cdb<wire::Rw16Cdb>();
-        lba = cdb.lba.get();
-        count = cdb.length.get();
-        flags = cdb.flags;
-        length_field = 10;
-        break;
-    }
-    }
+    const auto [lba, count, flags, length_field] = request.block_fields();
     if ((flags & wire::rw_protect_mask) != 0)
         return sense::invalid_field_in_cdb(1, 7); // no protection information
     // FUA on a read asks for the medium's data, which is all we have: nothing to do.
@@ -238,22 +199,7 @@ ScsiOutcome ScsiDisk::flush_if_write_through(uint64_t lba)
 
 ScsiOutcome ScsiDisk::verify(ScsiRequest& request)
 {
-    const bool sixteen = request.opcode() == op::verify_16;
-    uint64_t lba = 0;
-    uint64_t count = 0;
-    uint8_t flags = 0;
-    if (sixteen) {
-        const auto cdb = request.cdb<wire::Rw16Cdb>();
-        lba = cdb.lba.get();
-        count = cdb.length.get();
-        flags = cdb.flags;
-    } else {
-        const auto cdb = request.cdb<wire::Rw10Cdb>();
-        lba = cdb.lba.get();
-        count = cdb.length.get();
-        flags = cdb.flags;
-    }
-    const uint16_t length_field = sixteen ? 10 : 7;
+    const auto [lba, count, flags, length_field] = request.block_fields();
     if ((flags & wire::rw_protect_mask) != 0)
         return sense::invalid_field_in_cdb(1, 7);
     const uint8_t bytchk = (flags & wire::verify_bytchk_mask) >> wire::verify_bytchk_shift;
@@ -307,17 +253,7 @@ ScsiOutcome ScsiDisk::verify(ScsiRequest& request)
 
 ScsiOutcome ScsiDisk::synchronize_cache(ScsiRequest& request)
 {
-    uint64_t lba = 0;
-    uint64_t count = 0;
-    if (request.opcode() == op::synchronize_cache_16) {
-        const auto cdb = request.cdb<wire::Rw16Cdb>();
-        lba = cdb.lba.get();
-        count = cdb.length.get();
-    } else {
-        const auto cdb = request.cdb<wire::Rw10Cdb>();
-        lba = cdb.lba.get();
-        count = cdb.length.get();
-    }
+    const auto [lba, count, flags, length_field] = request.block_fields();
     // A count of 0 means "through the last block"; IMMED is honoured by finishing before we answer.
     if (!range_ok(lba, count))
         return sense::lba_out_of_range();
@@ -388,21 +324,7 @@ ScsiOutcome ScsiDisk::unmap(ScsiRequest& request)
 ScsiOutcome ScsiDisk::write_same(ScsiRequest& request)
 {
     const bool sixteen = request.opcode() == op::write_same_16;
-    uint64_t lba = 0;
-    uint64_t count = 0;
-    uint8_t flags = 0;
-    if (sixteen) {
-        const auto cdb = request.cdb<wire::Rw16Cdb>();
-        lba = cdb.lba.get();
-        count = cdb.length.get();
-        flags = cdb.flags;
-    } else {
-        const auto cdb = request.cdb<wire::Rw10Cdb>();
-        lba = cdb.lba.get();
-        count = cdb.length.get();
-        flags = cdb.flags;
-    }
-    const uint16_t length_field = sixteen ? 10 : 7;
+    const auto [lba, count, flags, length_field] = request.block_fields();
     if ((flags & wire::rw_protect_mask) != 0)
         return sense::invalid_field_in_cdb(1, 7);
     if ((flags & wire::write_same_anchor) != 0)

@@ -174,17 +174,7 @@ ScsiOutcome ScsiDisk::mode_sense(ScsiRequest& request)
 ScsiOutcome ScsiDisk::mode_select(ScsiRequest& request)
 {
     const bool ten = request.opcode() == op::mode_select_10;
-    uint8_t flags = 0;
-    uint32_t length = 0;
-    if (ten) {
-        const auto cdb = request.cdb<wire::ModeSelect10Cdb>();
-        flags = cdb.flags;
-        length = cdb.parameter_list_length.get();
-    } else {
-        const auto cdb = request.cdb<wire::ModeSelect6Cdb>();
-        flags = cdb.flags;
-        length = cdb.parameter_list_length;
-    }
+    const auto [flags, length] = request.mode_select_fields();
     if ((flags & wire::mode_select_sp) != 0)
         return sense::invalid_field_in_cdb(1, 0); // no saved pages
     if (length == 0)

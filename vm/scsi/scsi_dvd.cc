@@ -253,23 +253,7 @@ ScsiOutcome ScsiDvd::read_capacity(ScsiRequest& request, const Snapshot& snapsho
 
 ScsiOutcome ScsiDvd::read(ScsiRequest& request, const Snapshot& snapshot)
 {
-    uint64_t lba = 0;
-    uint64_t count = 0;
-    uint8_t flags = 0;
-    uint16_t length_field = 0;
-    if (request.opcode() == op::read_12) {
-        const auto cdb = request.cdb<wire::Rw12Cdb>();
-        lba = cdb.lba.get();
-        count = cdb.length.get();
-        flags = cdb.flags;
-        length_field = 6;
-    } else {
-        const auto cdb = request.cdb<wire::Rw10Cdb>();
-        lba = cdb.lba.get();
-        count = cdb.length.get();
-        flags = cdb.flags;
-        length_field = 7;
-    }
+    const auto [lba, count, flags, length_field] = request.block_fields();
     if ((flags & wire::rw_protect_mask) != 0)
         return sense::invalid_field_in_cdb(1, 7);
     if (lba >= snapshot.blocks || count > snapshot.blocks - lba)
@@ -324,17 +308,7 @@ ScsiOutcome ScsiDvd::mode_sense(ScsiRequest& request)
 ScsiOutcome ScsiDvd::mode_select(ScsiRequest& request)
 {
     const bool ten = request.opcode() == op::mode_select_10;
-    uint8_t flags = 0;
-    uint32_t length = 0;
-    if (ten) {
-        const auto cdb = request.cdb<wire::ModeSelect10Cdb>();
-        flags = cdb.flags;
-        length = cdb.parameter_list_length.get();
-    } else {
-        const auto cdb = request.cdb<wire::ModeSelect6Cdb>();
-        flags = cdb.flags;
-        length = cdb.parameter_list_length;
-    }
+    const auto [flags, length] = request.mode_select_fields();
     if ((flags & wire::mode_select_sp) != 0)
         return sense::invalid_field_in_cdb(1, 0);
     if (length == 0)

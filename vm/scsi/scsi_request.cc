@@ -1,5 +1,8 @@
 #include "vm/scsi/scsi_request.h"
 
+#include "protocols/scsi/sbc.h"
+#include "protocols/scsi/spc.h"
+
 #include <algorithm>
 
 namespace vmgen::vm::scsi {
@@ -172,6 +175,47 @@ std::optional<ScsiOutcome> ScsiRequest::fetch_parameters(
     if (auto copied = m_data.copy_out(0, out); !copied)
         return sense::buffer_fault(std::move(copied).error(), 0);
     return std::nullopt;
+}
+
+BlockCdbFields ScsiRequest::block_fields() const
+{
+    BlockCdbFields fields;
+    switch (opcode() >> 5) {
+    case 0: { // 6-byte: 21-bit LBA, a count of 0 is 256 blocks
+        const auto c = cdb<wire::Rw6Cdb>();
+        fields.lba = c.lba.get() & wire::rw6_lba_mask;
+        fields.count = c.length == 0 ? 256 : c.length;
+        fields.length_field = 4;
+        break;
+    }
+    case 1:
+    case 2: {
+        const auto c = cdb<wire::Rw10Cdb>();
+        fields = { c.lba.get(), c.length.get(), c.flags, 7 };
+        break;
+    }
+    case 5: {
+        const auto c = cdb<wire::Rw12Cdb>();
+        fields = { c.lba.get(), c.length.get(), c.flags, 6 };
+        break;
+    }
+    default: {
+        const auto c = cdb<wire::Rw16Cdb>();
+        fields = { c.lba.get(), c.length.get(), c.flags, 10 };
+        break;
+    }
+    }
+    return fields;
+}
+
+ModeSelectFields ScsiRequest::mode_select_fields() const
+{
+    if (opcode() == wire::opcode::mode_select_10) {
+        const auto c = cdb<wire::ModeSelect10Cdb>();
+        return { c.flags, c.parameter_list_length.get() };
+    }
+    const auto c = cdb<wire::ModeSelect6Cdb>();
+    return { c.flags, c.parameter_list_length };
 }
 
 } // namespace vmgen::vm::scsi

@@ -54,6 +54,20 @@ ScsiOutcome buffer_too_small(uint16_t length_field_byte);
 ScsiOutcome buffer_fault(Error error, uint64_t transferred);
 } // namespace sense
 
+// The fields every block command CDB has (READ/WRITE 6-16, VERIFY, WRITE SAME, SYNCHRONIZE CACHE), whatever its size.
+struct BlockCdbFields {
+    uint64_t lba = 0;
+    uint64_t count = 0; // blocks; READ/WRITE(6)'s 0 already means 256
+    uint8_t flags = 0; // byte 1 (0 for the 6-byte form, which has none)
+    uint16_t length_field = 0; // CDB byte where the count starts, for sense data pointing at it
+};
+
+// The fields MODE SELECT(6) and (10) share.
+struct ModeSelectFields {
+    uint8_t flags = 0; // byte 1: PF, SP
+    uint32_t parameter_list_length = 0;
+};
+
 class ScsiRequest {
 public:
     ScsiRequest(const ScsiCommand& command, DataBuffer& data)
@@ -80,6 +94,10 @@ public:
         std::memcpy(&value, m_command.cdb.data(), sizeof(Cdb));
         return value;
     }
+
+    // The CDB decoded by the size its opcode's group implies (6, 10, 12 or 16 bytes).
+    [[nodiscard]] BlockCdbFields block_fields() const;
+    [[nodiscard]] ModeSelectFields mode_select_fields() const;
 
     // Bytes the initiator declared for Data-In / Data-Out (0 when it declared the other direction or none).
     [[nodiscard]] uint64_t data_in_limit() const;
