@@ -81,8 +81,10 @@ void ServerChannel::run()
             log_error("vmbus", "channel {}: wake-up eventfd: {}", m_relid, errno_text(errno));
             return;
         }
-        if (!failed())
+        if (!failed()) {
+            m_device.on_wake(*this);
             drain();
+        }
     }
 }
 

@@ -57,6 +57,7 @@ public:
     [[nodiscard]] Result<void> send_packet(uint16_t type, uint16_t flags, uint64_t trans_id,
                                            std::span<const uint8_t> header,
                                            std::span<const uint8_t> payload) override;
+    void request_drain() override { wake(); }
 
 private:
     ServerChannel(const GuestMemory& memory, SynicGuestSide& synic, Device& device, uint32_t relid);

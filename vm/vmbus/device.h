@@ -66,6 +66,11 @@ public:
                                                    std::span<const uint8_t> header,
                                                    std::span<const uint8_t> payload) = 0;
 
+    // Wakes the channel's worker, which drains the guest -> host ring again and calls Device::on_wake() first.
+    // For devices that complete work on their own threads: a packet that got PacketAction::retry because the
+    // device was busy is delivered again after this. Never blocks.
+    virtual void request_drain() = 0;
+
     // An inband data packet (type 6); `request_completion` sets the completion-requested flag.
     [[nodiscard]] Result<void> send_inband(std::span<const uint8_t> payload, uint64_t trans_id = 0,
                                            bool request_completion = false)
@@ -96,6 +101,9 @@ public:
     [[nodiscard]] virtual Result<void> on_open(Channel& channel) = 0;
     // One packet from the guest, on the channel's worker thread.
     virtual PacketAction on_packet(Channel& channel, const Packet& packet) = 0;
+    // The worker woke (a guest signal or Channel::request_drain), before it reads the ring: the moment to send
+    // replies that earlier found the host -> guest ring full.
+    virtual void on_wake(Channel& channel) { (void)channel; }
     // The channel is closed (guest CLOSECHANNEL, UNLOAD, device removal, server reset); the worker has stopped.
     virtual void on_close(Channel& channel) = 0;
     // The guest's VMBus session ended (UNLOAD, a new INITIATE_CONTACT, VM reset): forget any per-guest state.

@@ -117,19 +117,28 @@ void GuestRing::read_data(uint32_t offset, std::span<uint8_t> bytes) const
 bool GuestRing::write_packet(uint16_t type, uint16_t flags, uint64_t trans_id, std::span<const uint8_t> payload,
                              bool* signalled)
 {
+    return write_packet(type, flags, trans_id, {}, payload, signalled);
+}
+
+bool GuestRing::write_packet(uint16_t type, uint16_t flags, uint64_t trans_id, std::span<const uint8_t> header,
+                             std::span<const uint8_t> payload, bool* signalled)
+{
+    EXPECT_EQ(header.size() % 8, 0u);
     if (signalled)
         *signalled = false;
     uint32_t size = data_size();
     uint32_t write = control(wire::ring_offset_write_index);
     uint32_t read = control(wire::ring_offset_read_index);
-    uint32_t padded = static_cast<uint32_t>((payload.size() + 7) & ~size_t {7});
+    uint32_t padded = static_cast<uint32_t>(header.size() + ((payload.size() + 7) & ~size_t {7}));
     uint32_t total = 16 + padded + 8;
     uint32_t free = write >= read ? size - (write - read) : read - write;
     if (free <= total)
         return false;
-    wire::VmPacketDescriptor desc {type, 2, static_cast<uint16_t>((16 + padded) / 8), flags, trans_id};
+    wire::VmPacketDescriptor desc {type, static_cast<uint16_t>((16 + header.size()) / 8),
+                                   static_cast<uint16_t>((16 + padded) / 8), flags, trans_id};
     auto* d = reinterpret_cast<const uint8_t*>(&desc);
     std::vector<uint8_t> bytes(d, d + sizeof(desc));
+    bytes.insert(bytes.end(), header.begin(), header.end());
     bytes.insert(bytes.end(), payload.begin(), payload.end());
     bytes.resize(16 + padded, 0);
     uint64_t trailer = uint64_t {write} << 32;
@@ -335,8 +344,14 @@ void ScriptedGuest::close(uint32_t relid)
 bool ScriptedGuest::send(OpenedChannel& channel, std::span<const uint8_t> payload, uint64_t trans_id,
                          uint16_t flags)
 {
+    return send_packet(channel, wire::packet_type_data_inband, flags, trans_id, {}, payload);
+}
+
+bool ScriptedGuest::send_packet(OpenedChannel& channel, uint16_t type, uint16_t flags, uint64_t trans_id,
+                                std::span<const uint8_t> header, std::span<const uint8_t> payload)
+{
     bool signal = false;
-    if (!channel.outbound->write_packet(wire::packet_type_data_inband, flags, trans_id, payload, &signal))
+    if (!channel.outbound->write_packet(type, flags, trans_id, header, payload, &signal))
         return false;
     if (signal) {
         EXPECT_EQ(m_server.on_signal_event(channel.connection_id, 0), hv_status::success);

@@ -82,6 +82,9 @@ public:
     // Guest as writer (Linux hv_ringbuffer_write): false if full. `signalled` tells whether it would signal.
     bool write_packet(uint16_t type, uint16_t flags, uint64_t trans_id, std::span<const uint8_t> payload,
                       bool* signalled = nullptr);
+    // The same with a type-specific `header` (a multiple of 8 bytes) between the descriptor and the payload.
+    bool write_packet(uint16_t type, uint16_t flags, uint64_t trans_id, std::span<const uint8_t> header,
+                      std::span<const uint8_t> payload, bool* signalled = nullptr);
 
     struct Packet {
         protocols::vmbus::VmPacketDescriptor desc {};
@@ -156,6 +159,9 @@ public:
     void close(uint32_t relid);
     // Writes a packet into the channel's outbound ring and signals the host as Linux would.
     bool send(OpenedChannel& channel, std::span<const uint8_t> payload, uint64_t trans_id, uint16_t flags = 0);
+    // Any packet type, with a type-specific header (e.g. the GPA range list of type 9).
+    bool send_packet(OpenedChannel& channel, uint16_t type, uint16_t flags, uint64_t trans_id,
+                     std::span<const uint8_t> header, std::span<const uint8_t> payload);
     // Waits for a packet in the channel's inbound ring.
     std::optional<GuestRing::Packet> receive(OpenedChannel& channel,
                                              std::chrono::milliseconds timeout = std::chrono::seconds(5));
