@@ -144,7 +144,6 @@ private:
     vmbus::Channel* m_channel = nullptr;
     State m_state = State::Closed;
     uint16_t m_version = 0;
-    bool m_rescan_pending = false; // a rescan to send once the guest is ready
     std::deque<Reply> m_deferred;
     std::deque<std::unique_ptr<Job>> m_jobs;
     size_t m_in_flight = 0; // jobs queued or executing
