@@ -65,8 +65,8 @@ protected:
     ~StorvscTest() override;
     static ControllerOptions default_options();
 
-    // Opens the controller's channel (33 + 33 pages: Linux's 128 KiB rings, or what is asked).
-    void open(uint32_t send_pages = 33, uint32_t receive_pages = 33);
+    // Opens the controller's channel (32 + 32 pages: Linux's 128 KiB rings, control page included).
+    void open(uint32_t send_pages = 32, uint32_t receive_pages = 32);
     // storvsc_channel_init: BEGIN, versions (newest first) until one is accepted, PROPERTIES, END. Returns the
     // properties; ASSERTs every step.
     wire::ChannelProperties init_like_linux(std::span<const uint16_t> versions = linux_versions);

@@ -447,11 +447,8 @@ vmbus::PacketAction StorvspController::handle_srb(std::unique_lock<std::mutex>& 
     bool target0 = srb.path_id == 0 && srb.target_id == 0;
     {
         std::lock_guard luns(m_luns_mutex);
-        if (target0 && srb.lun < max_luns && m_luns[srb.lun].unit) {
-            job->unit = m_luns[srb.lun].unit;
-            job->busy = m_luns[srb.lun].busy;
-            job->busy->fetch_add(1);
-        } else if (job->command.opcode() == protocols::scsi::opcode::report_luns) {
+        // REPORT LUNS is the target's, whichever LUN it is sent to: a unit would report only itself.
+        if (job->command.opcode() == protocols::scsi::opcode::report_luns) {
             job->target = Job::Target::ReportLuns;
             if (target0) {
                 for (unsigned i = 0; i < max_luns; ++i) {
@@ -459,6 +456,10 @@ vmbus::PacketAction StorvspController::handle_srb(std::unique_lock<std::mutex>& 
                         job->luns.push_back(static_cast<uint16_t>(i));
                 }
             }
+        } else if (target0 && srb.lun < max_luns && m_luns[srb.lun].unit) {
+            job->unit = m_luns[srb.lun].unit;
+            job->busy = m_luns[srb.lun].busy;
+            job->busy->fetch_add(1);
         }
     }
     if (!job->unit && job->target == Job::Target::None) {

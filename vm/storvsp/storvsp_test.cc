@@ -349,6 +349,26 @@ TEST_F(StorvspTest, LinuxScanSeesOnlyTheAttachedLuns)
     EXPECT_EQ(capacity[6], 0x10); // 4096 = 0x1000
 }
 
+TEST_F(StorvspTest, ReportLunsToAnAttachedLunListsTheWholeTarget)
+{
+    // Linux sends REPORT LUNS to LUN 0, which usually holds a disk: the answer must list every LUN.
+    ASSERT_TRUE(controller->attach(1, make_disk(std::make_unique<MemoryDisk>(1 << 20, 512), 1)));
+    ASSERT_TRUE(controller->attach(2, make_disk(std::make_unique<MemoryDisk>(1 << 20, 512), 2)));
+    open();
+    init_like_linux();
+    for (uint8_t lun : {uint8_t {0}, uint8_t {2}}) {
+        auto reply = execute(srb(report_luns(4096), DataDirection::In, 4096, lun));
+        ASSERT_TRUE(reply);
+        EXPECT_EQ(reply->srb().srb_status, wire::srb_status_success);
+        EXPECT_EQ(reply->srb().data_transfer_length, 8u + 3 * 8);
+        auto list = read_guest(buffer_gpa, 32);
+        EXPECT_EQ(list[3], 24) << "sent to LUN " << int(lun);
+        EXPECT_EQ(list[9], 0);
+        EXPECT_EQ(list[17], 1);
+        EXPECT_EQ(list[25], 2);
+    }
+}
+
 TEST_F(StorvspTest, HotAddAndRemoveTellTheGuestToRescan)
 {
     open();
