@@ -17,7 +17,7 @@ sanitize=(-fsanitize=address,undefined -fno-sanitize-recover=undefined)
 
 # Project sources under test: support, guest memory, the boot loaders (not their tests), the VM config parser,
 # the disk formats (raw, VHD, VHDX), the SCSI LUNs, the storvsp controller.
-sources=("$root/support/log.cc" "$root/vm/memory/guest_memory.cc" "$root/mgmt/vm_config.cc"
+sources=("$root/support/log.cc" "$root/vm/memory/guest_memory.cc" "$root/mgmt/vm_config.cc" "$root/mgmt/scsi_settings.cc"
          "$root/mgmt/vm_settings.cc" "$root/vm/hyperv/partition.cc" "$root/vm/hyperv/cpuid.cc"
          "$root/vm/vmbus/ring_buffer.cc" "$root/vm/vmbus/channel.cc" "$root/vm/vmbus/server.cc"
          "$root/vm/vmbus/echo_device.cc" "$root/vm/vmbus/gpa_direct.cc" "$root/vm/storvsp/storvsp.cc")

@@ -34,6 +34,7 @@ Creates a virtual machine (Off) and shows it.
 
 Options:
   --generation 1|2        1 (legacy PC) or 2 (UEFI + VMBus); fixed once created. Default 1.
+                          Generation 2 gets one SCSI controller (add-vmscsicontroller adds more).
   --memory SIZE           startup memory: 512M, 2G, 1024MB or bytes; a multiple of 2M, at least 32M,
                           at most the host's memory. Default 1G.
   --processors N          virtual processors: 1-64 (generation 1), 1-240 (generation 2). Default 1.
@@ -119,6 +120,93 @@ Options:
                           Time Synchronization or VSS (case-insensitive).
 )",
             cmd_disable_vmintegrationservice},
+    Command{"add-vmscsicontroller", "Add a SCSI controller to a virtual machine",
+            R"(Usage: vmgen add-vmscsicontroller NAME
+
+Adds a synthetic SCSI controller (a VMBus device). A virtual machine has at most 4; a new generation 2
+virtual machine has one (controller 0), a generation 1 virtual machine none. While the virtual machine
+runs, the controller is hot-added: the guest sees a new VMBus device. Prints nothing.
+)",
+            cmd_add_vmscsicontroller},
+    Command{"add-vmharddiskdrive", "Attach a virtual hard disk to a virtual machine",
+            R"(Usage: vmgen add-vmharddiskdrive NAME --path IMAGE [--controller-number N]
+                                 [--controller-location L] [--read-only] [--controller-type SCSI]
+
+Attaches a virtual hard disk image (.vhdx, .vhd, anything else raw) to a SCSI controller. The image
+must exist and open; its path is stored absolute. While the virtual machine runs the disk is
+hot-added (the guest rescans the controller).
+
+Options:
+  --path IMAGE            the image (required).
+  --controller-number N   0-3; the controller must exist. Default: the first with a free location.
+  --controller-location L 0-63; must be free. Default: the controller's first free location.
+  --read-only             the guest cannot write the disk.
+  --controller-type SCSI  the only kind there is; IDE is not implemented yet.
+)",
+            cmd_add_vmharddiskdrive},
+    Command{"add-vmdvddrive", "Add a DVD drive to a virtual machine",
+            R"(Usage: vmgen add-vmdvddrive NAME [--path ISO|none] [--controller-number N]
+                            [--controller-location L]
+
+Adds a DVD drive on a SCSI controller, with an ISO image inserted or empty (no --path, or
+--path none). While the virtual machine runs the drive is hot-added.
+
+Options:
+  --path ISO|none         the ISO image to insert. Default: none (an empty drive).
+  --controller-number N   0-3; the controller must exist. Default: the first with a free location.
+  --controller-location L 0-63; must be free. Default: the controller's first free location.
+)",
+            cmd_add_vmdvddrive},
+    Command{"set-vmdvddrive", "Insert or eject a DVD drive's media",
+            R"(Usage: vmgen set-vmdvddrive NAME --path ISO|none [--controller-number N]
+                            [--controller-location L]
+
+Inserts another ISO image into a DVD drive, or ejects its media (--path none); the guest sees the
+media change at once when the virtual machine runs. Without --controller-location the virtual
+machine's only DVD drive (on --controller-number, when given) is changed; with several, say which.
+
+Options:
+  --path ISO|none         the ISO image to insert, or none to eject (required).
+  --controller-number N   the drive's controller. Default 0 with --controller-location.
+  --controller-location L the drive's location.
+)",
+            cmd_set_vmdvddrive},
+    Command{"remove-vmharddiskdrive", "Detach a virtual hard disk from a virtual machine",
+            R"(Usage: vmgen remove-vmharddiskdrive NAME --controller-number N --controller-location L
+
+Detaches the hard disk at that address; the image file is kept. While the virtual machine runs the
+disk is hot-removed: the commands it is executing complete first, then the image is closed.
+)",
+            cmd_remove_vmharddiskdrive},
+    Command{"remove-vmdvddrive", "Remove a DVD drive from a virtual machine",
+            R"(Usage: vmgen remove-vmdvddrive NAME --controller-number N --controller-location L
+
+Removes the DVD drive at that address (hot-removed while the virtual machine runs); the ISO image
+file is kept.
+)",
+            cmd_remove_vmdvddrive},
+    Command{"get-vmharddiskdrive", "Show a virtual machine's hard disks",
+            R"(Usage: vmgen get-vmharddiskdrive NAME [--json]
+
+Shows the virtual machine's hard disks: VMName, ControllerType, ControllerNumber, ControllerLocation,
+DiskNumber (always empty: no pass-through disks), Path. The JSON form has the same keys plus
+ReadOnly.
+
+Options:
+  --json                  JSON output (also: --format table|json).
+)",
+            cmd_get_vmharddiskdrive},
+    Command{"get-vmdvddrive", "Show a virtual machine's DVD drives",
+            R"(Usage: vmgen get-vmdvddrive NAME [--json]
+
+Shows the virtual machine's DVD drives: VMName, ControllerNumber, ControllerLocation, DvdMediaType (ISO,
+or None for an empty drive), Path. While the virtual machine runs this is what the machine has: a
+medium the guest ejected is gone.
+
+Options:
+  --json                  JSON output (also: --format table|json).
+)",
+            cmd_get_vmdvddrive},
     Command{"start-vm", "Start a virtual machine in the background",
             R"(Usage: vmgen start-vm NAME [--wait]
 
@@ -261,6 +349,14 @@ Options:
   --com1 TARGET           stdio, file:FILE, unix:SOCKET or none. Default none.
   --com2 TARGET           Default none.
   --on-reset restart|exit Default restart.
+  --scsi-disk SPEC        attach a hard disk image on a SCSI controller; repeatable.
+                          SPEC: PATH[,controller=N][,location=N][,read-only]
+  --dvd SPEC              add a DVD drive; repeatable. SPEC: [PATH][,controller=N][,location=N]
+                          where PATH none or empty is an empty drive.
+                          The VM gets max(1 for generation 2, highest controller= + 1) SCSI
+                          controllers (at most 4). Drives without location= take the lowest free
+                          location of their controller (from 0), in command-line order, after
+                          the drives that name one.
   --vmbus-echo            Also offer a diagnostic VMBus echo device (not a Hyper-V device; no
                           Linux driver binds to it): it echoes every packet, for ring benchmarks.
   --stats                 On exit, print the run's statistics on stderr (uptime, vCPU time, VM
@@ -334,13 +430,15 @@ Result<ParsedArgs> parse_args(std::string_view command, std::span<const std::str
             parsed.flags.emplace(body);
             continue;
         }
-        if (inline_value) {
-            parsed.values.emplace(body, *inline_value);
-            continue;
+        if (!inline_value) {
+            if (i + 1 >= args.size() || (args[i + 1].starts_with("--") && args[i + 1].size() > 2))
+                return fail("option --{} needs a value", body);
+            inline_value = args[++i];
         }
-        if (i + 1 >= args.size() || (args[i + 1].starts_with("--") && args[i + 1].size() > 2))
-            return fail("option --{} needs a value", body);
-        parsed.values.emplace(body, args[++i]);
+        if (spec->repeatable)
+            parsed.repeated.emplace_back(std::string(body), std::move(*inline_value));
+        else
+            parsed.values.emplace(body, std::move(*inline_value));
     }
     if (parsed.help)
         return parsed;

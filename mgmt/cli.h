@@ -30,6 +30,8 @@ struct CliContext {
     bool handle_signals = false; // run, start-vm --wait and the worker turn the VM off on SIGINT/SIGTERM
     std::chrono::milliseconds start_timeout{30'000};  // start-vm: until the worker must report running
     std::chrono::milliseconds control_timeout{2'000}; // one control socket request
+    // A storage change sent to a running worker (opening an image, waiting for a removed drive's I/O).
+    std::chrono::milliseconds storage_timeout{30'000};
     std::chrono::milliseconds turn_off_timeout{10'000}; // stop-vm: after turn-off, until the worker must be gone
     std::chrono::milliseconds kill_grace{5'000};        // stop-vm: after SIGTERM, before SIGKILL
     std::chrono::milliseconds poll_interval{20};

@@ -5,6 +5,7 @@
 #include "mgmt/progress_bar.h"
 #include "vm/disk/block_device.h"
 #include "vm/disk/disk_ops.h"
+#include "vm/disk/image_lock.h"
 
 #include <nlohmann/json.hpp>
 
@@ -319,6 +320,8 @@ Result<int> convert_vhd(std::span<const std::string> args, std::ostream& out, st
     if (std::filesystem::symlink_status(destination, ec).type() != std::filesystem::file_type::not_found)
         return fail("{} already exists", destination);
 
+    // The source must not change under the copy (a running VM writing it).
+    auto source_lock = TRY(vm::disk::lock_image(source, vm::disk::LockMode::Shared));
     ProgressBar bar(err, context.show_progress, "Converting");
     auto converted = vm::disk::convert_disk(source, destination, options, bar.callback());
     bar.finish();
@@ -346,7 +349,10 @@ Result<int> resize_vhd(std::span<const std::string> args, std::ostream& out)
     const uint64_t bytes = TRY_CTX(parse_memory_size(*size), "--size");
     if (bytes == 0)
         return fail("--size must not be 0");
-    TRY(vm::disk::resize_disk(path, bytes, parsed.flag("allow-data-loss")));
+    {
+        auto lock = TRY(vm::disk::lock_image(path, vm::disk::LockMode::Exclusive));
+        TRY(vm::disk::resize_disk(path, bytes, parsed.flag("allow-data-loss")));
+    }
     auto device = TRY_CTX(open_image(path, true), "checking {}", path);
     print_info_list(out, display_path(path), device->info());
     return exit_ok;
@@ -363,6 +369,13 @@ Result<int> merge_vhd(std::span<const std::string> args, std::ostream& out, std:
         return exit_ok;
     }
     auto path = TRY(required_positional(parsed, "merge-vhd"));
+    // The merge writes the parent and deletes the child: nobody else may use either (the parent's own parents
+    // are only read).
+    auto child_lock = TRY(vm::disk::lock_image(path, vm::disk::LockMode::Exclusive, /*parents=*/false));
+    std::string parent_path = TRY(open_image(path, true))->info().parent_path;
+    vm::disk::ImageLock parent_lock;
+    if (!parent_path.empty())
+        parent_lock = TRY(vm::disk::lock_image(parent_path, vm::disk::LockMode::Exclusive));
     ProgressBar bar(err, context.show_progress, "Merging");
     auto merged = vm::disk::merge_disk(path, bar.callback());
     bar.finish();
@@ -383,9 +396,11 @@ Result<int> optimize_vhd(std::span<const std::string> args, std::ostream& out, s
         return exit_ok;
     }
     auto path = TRY(required_positional(parsed, "optimize-vhd"));
+    auto lock = TRY(vm::disk::lock_image(path, vm::disk::LockMode::Exclusive));
     ProgressBar bar(err, context.show_progress, "Optimizing");
     auto optimized = vm::disk::optimize_disk(path, bar.callback());
     bar.finish();
+    lock = {};
     const auto report = TRY(std::move(optimized));
     auto device = TRY_CTX(open_image(path, true), "checking {}", path);
     print_info_list(out, display_path(path), device->info());

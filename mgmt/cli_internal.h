@@ -1,4 +1,5 @@
-// Shared pieces of the CLI's command implementations (cli.cc, cli_vm.cc, cli_power.cc, cli_disk.cc).
+// Shared pieces of the CLI's command implementations (cli.cc, cli_vm.cc, cli_power.cc, cli_disk.cc,
+// cli_storage.cc).
 #pragma once
 
 #include "mgmt/cli.h"
@@ -16,12 +17,15 @@ namespace vmgen::mgmt::cli {
 struct OptionSpec {
     std::string_view name; // without the leading "--"
     bool takes_value = true;
+    bool repeatable = false; // a value option that may be given several times (ParsedArgs::all)
 };
 
 struct ParsedArgs {
     std::vector<std::string> positionals;
     std::map<std::string, std::string, std::less<>> values;
     std::set<std::string, std::less<>> flags;
+    // Every value of the repeatable options, in command-line order.
+    std::vector<std::pair<std::string, std::string>> repeated;
     bool help = false;
 
     [[nodiscard]] const std::string* value(std::string_view option) const
@@ -30,9 +34,20 @@ struct ParsedArgs {
         return it == values.end() ? nullptr : &it->second;
     }
     [[nodiscard]] bool flag(std::string_view option) const { return flags.contains(option); }
+    // The values of a repeatable option, in order.
+    [[nodiscard]] std::vector<std::string> all(std::string_view option) const
+    {
+        std::vector<std::string> out;
+        for (const auto& [name, value] : repeated) {
+            if (name == option)
+                out.push_back(value);
+        }
+        return out;
+    }
 };
 
-// Parses "--name value", "--name=value", "--flag", "-h/--help" and positionals ("--" ends options).
+// Parses "--name value", "--name=value", "--flag", "-h/--help" and positionals ("--" ends options). An option
+// given twice is an error unless its spec is repeatable.
 Result<ParsedArgs> parse_args(std::string_view command, std::span<const std::string> args,
                               std::span<const OptionSpec> specs, size_t min_positionals, size_t max_positionals);
 
@@ -87,6 +102,14 @@ int cmd_convert_vhd(std::span<const std::string>, std::ostream&, std::ostream&, 
 int cmd_resize_vhd(std::span<const std::string>, std::ostream&, std::ostream&, const CliContext&);
 int cmd_merge_vhd(std::span<const std::string>, std::ostream&, std::ostream&, const CliContext&);
 int cmd_optimize_vhd(std::span<const std::string>, std::ostream&, std::ostream&, const CliContext&);
+int cmd_add_vmscsicontroller(std::span<const std::string>, std::ostream&, std::ostream&, const CliContext&);
+int cmd_add_vmharddiskdrive(std::span<const std::string>, std::ostream&, std::ostream&, const CliContext&);
+int cmd_add_vmdvddrive(std::span<const std::string>, std::ostream&, std::ostream&, const CliContext&);
+int cmd_set_vmdvddrive(std::span<const std::string>, std::ostream&, std::ostream&, const CliContext&);
+int cmd_remove_vmharddiskdrive(std::span<const std::string>, std::ostream&, std::ostream&, const CliContext&);
+int cmd_remove_vmdvddrive(std::span<const std::string>, std::ostream&, std::ostream&, const CliContext&);
+int cmd_get_vmharddiskdrive(std::span<const std::string>, std::ostream&, std::ostream&, const CliContext&);
+int cmd_get_vmdvddrive(std::span<const std::string>, std::ostream&, std::ostream&, const CliContext&);
 int cmd_worker(std::span<const std::string>, std::ostream&, std::ostream&, const CliContext&);
 
 } // namespace vmgen::mgmt::cli

@@ -1,6 +1,7 @@
 // start-vm, stop-vm, run and the hidden __worker command: the commands that run virtual machines.
 #include "mgmt/cli_internal.h"
 #include "mgmt/control_socket.h"
+#include "mgmt/scsi_settings.h"
 #include "mgmt/signal_watcher.h"
 #include "mgmt/vm_settings.h"
 
@@ -235,7 +236,24 @@ Result<int> stop_vm(std::span<const std::string> args, std::ostream& out, const 
 
 constexpr OptionSpec run_options[] = {{"generation"}, {"memory"}, {"processors"}, {"kernel"},
                                       {"initrd"},     {"cmdline"}, {"com1"},     {"com2"},
-                                      {"on-reset"},   {"vmbus-echo", false}, {"stats", false}};
+                                      {"on-reset"},   {"vmbus-echo", false}, {"stats", false},
+                                      {"scsi-disk", true, true}, {"dvd", true, true}};
+
+// --scsi-disk and --dvd, in command-line order: the VM gets max(its generation's default, highest controller
+// referenced + 1) SCSI controllers, and drives without location= the lowest free location of their controller.
+Result<void> apply_drive_flags(const ParsedArgs& parsed, vmm::MachineConfig& config)
+{
+    std::vector<DriveSpec> specs;
+    for (const auto& [option, value] : parsed.repeated) {
+        auto kind = option == "dvd" ? ScsiDriveKind::Dvd : ScsiDriveKind::HardDisk;
+        specs.push_back(TRY_CTX(parse_drive_spec(value, kind), "--{} {}", option, value));
+    }
+    config.scsi_controllers = default_scsi_controllers(config.generation);
+    for (const auto& spec : specs)
+        config.scsi_controllers = std::max(config.scsi_controllers, spec.drive.controller + 1);
+    config.scsi_drives = TRY(place_drives(specs, config.scsi_controllers));
+    return {};
+}
 
 Result<int> run(std::span<const std::string> args, std::ostream& out, std::ostream& err, const CliContext& context)
 {
@@ -269,6 +287,7 @@ Result<int> run(std::span<const std::string> args, std::ostream& out, std::ostre
     if (const auto* on_reset = parsed.value("on-reset"))
         config.on_reset = TRY(parse_reset_action(*on_reset));
     config.vmbus_echo_device = parsed.flag("vmbus-echo");
+    TRY(apply_drive_flags(parsed, config));
     if (!context.machine_factory)
         return fail("no virtual machine monitor is available");
 

@@ -1,5 +1,6 @@
 // new-vm, get-vm, set-vm, set-vmcomport, remove-vm: the commands that work on the store.
 #include "mgmt/cli_internal.h"
+#include "mgmt/scsi_settings.h"
 #include "mgmt/vm_settings.h"
 
 namespace vmgen::mgmt::cli {
@@ -82,6 +83,7 @@ Result<int> new_vm(std::span<const std::string> args, std::ostream& out, const C
     TRY(validate_vm_name(config.name));
     if (const auto* generation = parsed.value("generation"))
         config.generation = TRY(parse_generation(*generation));
+    config.scsi_controllers = default_scsi_controllers(config.generation); // Hyper-V's New-VM
     auto changes = TRY(parse_changes(parsed, context));
     if (!changes.memory) {
         TRY_CTX(validate_memory(default_memory_bytes, context.host_memory_bytes), "the default memory (1G)");

@@ -9,6 +9,8 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <string>
+#include <vector>
 
 namespace vmgen::mgmt {
 
@@ -17,6 +19,7 @@ struct FakeMachineScript {
     std::optional<Error> run_error;            // run() fails with this
     std::optional<Error> create_error;         // the factory fails with this
     bool obeys_power_button = true;
+    std::optional<Error> storage_error; // every SCSI hot-plug call fails with this
     // What stats() reports while the heartbeat service is enabled (Disabled when the config turns it off).
     vmm::HeartbeatState heartbeat = vmm::HeartbeatState::NoContact;
 
@@ -44,6 +47,12 @@ struct FakeMachineScript {
         script.heartbeat = state;
         return script;
     }
+    static FakeMachineScript refuses_storage_changes(std::string message)
+    {
+        FakeMachineScript script;
+        script.storage_error = Error(std::move(message));
+        return script;
+    }
     static FakeMachineScript ignores_power_button()
     {
         FakeMachineScript script;
@@ -59,6 +68,8 @@ struct FakeMachineLog {
     int turn_offs = 0;
     int power_button_presses = 0;
     std::optional<vmm::MachineConfig> last_config;
+    // SCSI hot-plug calls that succeeded: "add 0:1 HardDisk /x", "remove 0:1", "media 0:1 /y", "controller 1".
+    std::vector<std::string> storage_changes;
 };
 
 class FakeMachine final : public vmm::Machine {
@@ -77,13 +88,26 @@ public:
     [[nodiscard]] vmm::MachineStats stats() const override;
     [[nodiscard]] const vmm::MachineConfig& config() const override { return m_config; }
 
+    // SCSI storage kept in memory with the real machine's rules (controller exists, location 0-63 and free, a
+    // DVD where media changes); hard disk and ISO files must exist. No image is opened.
+    Result<void> add_scsi_drive(const vmm::ScsiDriveConfig& drive) override;
+    Result<void> remove_scsi_drive(unsigned controller, unsigned location) override;
+    Result<void> set_dvd_media(unsigned controller, unsigned location, const std::string& path) override;
+    Result<unsigned> add_scsi_controller() override;
+    [[nodiscard]] std::vector<vmm::ScsiDriveConfig> scsi_drives() const override;
+    [[nodiscard]] unsigned scsi_controllers() const override;
+
 private:
+    void log_storage_change(std::string change);
+
     vmm::MachineConfig m_config;
     FakeMachineScript m_script;
     std::shared_ptr<FakeMachineLog> m_log;
     mutable std::mutex m_mutex;
     std::condition_variable m_changed;
     std::optional<vmm::StopReason> m_stop;
+    unsigned m_scsi_controllers = 0;              // guarded by m_mutex
+    std::vector<vmm::ScsiDriveConfig> m_scsi_drives; // guarded by m_mutex
 };
 
 MachineFactory fake_machine_factory(FakeMachineScript script, std::shared_ptr<FakeMachineLog> log);

@@ -1,5 +1,6 @@
 #include "mgmt/vm_config.h"
 
+#include "mgmt/scsi_settings.h"
 #include "mgmt/vm_settings.h"
 
 #include <nlohmann/json.hpp>
@@ -68,6 +69,14 @@ public:
         return value->get<bool>();
     }
 
+    Result<const json*> array(const char* key) const
+    {
+        auto* value = TRY(field(key));
+        if (!value->is_array())
+            return fail("field '{}{}' is not an array (it is {})", m_prefix, key, type_name(*value));
+        return value;
+    }
+
     Result<const json*> object(const char* key) const
     {
         auto* value = TRY(field(key));
@@ -117,6 +126,53 @@ Result<vmm::IntegrationServices> read_integration_services(const json& root)
         services.*service.enabled = TRY(service_reader.boolean(key.c_str()));
     }
     return services;
+}
+
+// "scsi": optional (configs written before it existed get the generation's default controllers and no drives);
+// when present, every key is required.
+Result<void> read_scsi(const json& root, VmConfig& config)
+{
+    config.scsi_controllers = default_scsi_controllers(config.generation);
+    config.scsi_drives.clear();
+    if (!root.contains("scsi"))
+        return {};
+    FieldReader reader(root, "");
+    auto* scsi = TRY(reader.object("scsi"));
+    FieldReader scsi_reader(*scsi, "scsi.");
+    auto controllers = TRY(scsi_reader.unsigned_number("controllers"));
+    if (controllers > vmm::max_scsi_controllers)
+        return fail("field 'scsi.controllers' is {}, a virtual machine has at most {} SCSI controllers", controllers,
+                    vmm::max_scsi_controllers);
+    config.scsi_controllers = static_cast<unsigned>(controllers);
+    auto* drives = TRY(scsi_reader.array("drives"));
+    for (size_t i = 0; i < drives->size(); ++i) {
+        const auto& entry = (*drives)[i];
+        auto prefix = fmt::format("scsi.drives[{}].", i);
+        if (!entry.is_object())
+            return fail("field 'scsi.drives[{}]' is not an object (it is {})", i, type_name(entry));
+        FieldReader drive_reader(entry, prefix);
+        vmm::ScsiDriveConfig drive;
+        auto type = TRY(drive_reader.string("type"));
+        auto kind = parse_drive_kind(type);
+        if (!kind)
+            return fail("field '{}type': {}", prefix, kind.error().message());
+        drive.kind = *kind;
+        auto controller = TRY(drive_reader.unsigned_number("controller"));
+        auto location = TRY(drive_reader.unsigned_number("location"));
+        if (controller >= vmm::max_scsi_controllers || location >= vmm::max_scsi_locations)
+            return fail("field '{}': SCSI {}:{} is out of range (controllers 0-{}, locations 0-{})",
+                        fmt::format("scsi.drives[{}]", i), controller, location, vmm::max_scsi_controllers - 1,
+                        vmm::max_scsi_locations - 1);
+        drive.controller = static_cast<unsigned>(controller);
+        drive.location = static_cast<unsigned>(location);
+        drive.path = TRY(drive_reader.string("path"));
+        drive.read_only = TRY(drive_reader.boolean("read_only"));
+        config.scsi_drives.push_back(std::move(drive));
+    }
+    if (auto valid = validate_scsi_layout(config.scsi_controllers, config.scsi_drives); !valid)
+        return fail("field 'scsi': {}", valid.error().message());
+    sort_drives(config.scsi_drives);
+    return {};
 }
 
 Result<VmConfig> parse_fields(const json& root, std::string_view folder_name)
@@ -173,6 +229,7 @@ Result<VmConfig> parse_fields(const json& root, std::string_view folder_name)
         return fail("field 'on_reset': {}", action.error().message());
     config.on_reset = *action;
     config.integration_services = TRY(read_integration_services(root));
+    TRY(read_scsi(root, config));
     return config;
 }
 
@@ -190,6 +247,16 @@ std::string serialize_vm_config(const VmConfig& config)
     json services = json::object();
     for (const auto& service : integration_service_list)
         services[std::string(service.config_key)] = config.integration_services.*service.enabled;
+    json drives = json::array();
+    for (const auto& drive : config.scsi_drives) {
+        drives.push_back({
+            {"type", std::string(to_string(drive.kind))},
+            {"controller", drive.controller},
+            {"location", drive.location},
+            {"path", drive.path},
+            {"read_only", drive.read_only},
+        });
+    }
     json root = {
         {"version", config_version},
         {"name", config.name},
@@ -204,6 +271,7 @@ std::string serialize_vm_config(const VmConfig& config)
         {"com_ports", ports},
         {"on_reset", std::string(to_string(config.on_reset))},
         {"integration_services", services},
+        {"scsi", {{"controllers", config.scsi_controllers}, {"drives", drives}}},
     };
     return root.dump(2) + "\n";
 }
@@ -241,6 +309,9 @@ vmm::MachineConfig to_machine_config(const VmConfig& config)
     machine.com = config.com;
     machine.on_reset = config.on_reset;
     machine.integration_services = config.integration_services;
+    machine.vm_id = config.id;
+    machine.scsi_controllers = config.scsi_controllers;
+    machine.scsi_drives = config.scsi_drives;
     return machine;
 }
 

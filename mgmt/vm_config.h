@@ -2,8 +2,14 @@
 //
 // Loading is strict: a truncated file, a wrong version, a missing field or a field of the wrong type is an
 // error naming the file and the field ("config /x/config.json: field 'memory_bytes' is not a number").
-// The one optional field is "integration_services" (added later within version 1): a file without it gets
-// Hyper-V's defaults; when present, all six services must be there as booleans.
+// Two fields are optional (added later within version 1):
+//   "integration_services": a file without it gets Hyper-V's defaults; when present, all six services must be
+//     there as booleans.
+//   "scsi": {"controllers": N, "drives": [{"type": "HardDisk"|"DvdDrive", "controller": C, "location": L,
+//     "path": "/abs/image", "read_only": bool}, ...]}: a file without it gets Hyper-V's default (generation 2:
+//     one controller, generation 1: none) and no drives; when present every key is required and the layout is
+//     checked (validate_scsi_layout: at most 4 controllers, locations 0-63, one drive per location, absolute
+//     paths). Image files are not opened when a config is read.
 #pragma once
 
 #include "support/result.h"
@@ -13,6 +19,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace vmgen::mgmt {
 
@@ -31,6 +38,8 @@ struct VmConfig {
     std::array<vmm::SerialPortConfig, 2> com{}; // COM1, COM2
     vmm::ResetAction on_reset = vmm::ResetAction::Restart;
     vmm::IntegrationServices integration_services{}; // Hyper-V's defaults: all on but the Guest Service Interface
+    unsigned scsi_controllers = 0;                   // new-vm: default_scsi_controllers(generation)
+    std::vector<vmm::ScsiDriveConfig> scsi_drives;   // sorted by controller, then location
 };
 
 // The JSON text written to config.json (pretty-printed, trailing newline).

@@ -196,6 +196,105 @@ TEST(VmConfig, CorruptIntegrationServicesAreRejected)
     }
 }
 
+TEST(VmConfig, ScsiStorageRoundTripsAndReachesTheMachine)
+{
+    auto config = sample();
+    config.scsi_controllers = 2;
+    vmm::ScsiDriveConfig disk;
+    disk.controller = 1;
+    disk.location = 63;
+    disk.path = "/srv/disk.vhdx";
+    disk.read_only = true;
+    vmm::ScsiDriveConfig dvd;
+    dvd.kind = vmm::ScsiDriveConfig::Kind::Dvd;
+    dvd.path = "/srv/setup.iso";
+    dvd.read_only = true;
+    config.scsi_drives = {dvd, disk};
+    auto text = serialize_vm_config(config);
+    EXPECT_EQ(json::parse(text)["scsi"], json::parse(R"({"controllers": 2, "drives": [
+        {"type": "DvdDrive", "controller": 0, "location": 0, "path": "/srv/setup.iso", "read_only": true},
+        {"type": "HardDisk", "controller": 1, "location": 63, "path": "/srv/disk.vhdx", "read_only": true}]})"));
+    auto parsed = parse_vm_config(text, "config.json", "web1");
+    ASSERT_TRUE(parsed) << parsed.error().message();
+    EXPECT_EQ(parsed->scsi_controllers, 2u);
+    EXPECT_EQ(parsed->scsi_drives, config.scsi_drives);
+    EXPECT_EQ(serialize_vm_config(*parsed), text);
+
+    auto machine = to_machine_config(*parsed);
+    EXPECT_EQ(machine.vm_id, config.id);
+    EXPECT_EQ(machine.scsi_controllers, 2u);
+    EXPECT_EQ(machine.scsi_drives, config.scsi_drives);
+}
+
+// A config.json written before SCSI storage existed: Hyper-V's default controllers for its generation, no drives.
+TEST(VmConfig, ConfigWithoutScsiGetsTheGenerationsDefault)
+{
+    auto two = parse_vm_config(mutate([](json& j) { j.erase("scsi"); }), "config.json", "web1");
+    ASSERT_TRUE(two) << two.error().message();
+    EXPECT_EQ(two->scsi_controllers, 1u);
+    EXPECT_TRUE(two->scsi_drives.empty());
+    EXPECT_EQ(json::parse(serialize_vm_config(*two))["scsi"], json::parse(R"({"controllers": 1, "drives": []})"));
+    auto one = parse_vm_config(mutate([](json& j) {
+                                   j.erase("scsi");
+                                   j["generation"] = 1;
+                               }),
+                               "config.json", "web1");
+    ASSERT_TRUE(one) << one.error().message();
+    EXPECT_EQ(one->scsi_controllers, 0u);
+}
+
+TEST(VmConfig, CorruptScsiStorageIsRejected)
+{
+    auto with_drive = [](const std::function<void(json&)>& change) {
+        return mutate([&](json& j) {
+            j["scsi"] = {{"controllers", 1},
+                         {"drives", json::array({{{"type", "HardDisk"},
+                                                  {"controller", 0},
+                                                  {"location", 0},
+                                                  {"path", "/a.vhdx"},
+                                                  {"read_only", false}}})}};
+            change(j);
+        });
+    };
+    EXPECT_EQ(error_of(with_drive([](json&) {})), "(parsed)");
+    struct Case {
+        std::string text;
+        std::string expected;
+    };
+    std::vector<Case> cases = {
+        {mutate([](json& j) { j["scsi"] = 1; }), "field 'scsi' is not an object (it is a number)"},
+        {mutate([](json& j) { j["scsi"].erase("controllers"); }), "field 'scsi.controllers' is missing"},
+        {mutate([](json& j) { j["scsi"]["controllers"] = 5; }), "field 'scsi.controllers' is 5, a virtual machine "
+                                                                "has at most 4"},
+        {mutate([](json& j) { j["scsi"]["controllers"] = -1; }), "field 'scsi.controllers' is negative"},
+        {mutate([](json& j) { j["scsi"]["drives"] = json::object(); }), "field 'scsi.drives' is not an array"},
+        {mutate([](json& j) { j["scsi"].erase("drives"); }), "field 'scsi.drives' is missing"},
+        {with_drive([](json& j) { j["scsi"]["drives"][0] = "disk"; }), "field 'scsi.drives[0]' is not an object"},
+        {with_drive([](json& j) { j["scsi"]["drives"][0]["type"] = "Floppy"; }),
+         "field 'scsi.drives[0].type': invalid drive type 'Floppy'"},
+        {with_drive([](json& j) { j["scsi"]["drives"][0].erase("path"); }), "field 'scsi.drives[0].path' is missing"},
+        {with_drive([](json& j) { j["scsi"]["drives"][0]["read_only"] = 0; }),
+         "field 'scsi.drives[0].read_only' is not a boolean"},
+        {with_drive([](json& j) { j["scsi"]["drives"][0]["location"] = 64; }),
+         "field 'scsi.drives[0]': SCSI 0:64 is out of range"},
+        {with_drive([](json& j) { j["scsi"]["drives"][0]["controller"] = 1; }),
+         "field 'scsi': SCSI 1:0: SCSI controller 1 does not exist (the virtual machine has 1)"},
+        {with_drive([](json& j) { j["scsi"]["drives"][0]["path"] = "relative.vhdx"; }),
+         "field 'scsi': SCSI 0:0: a hard disk needs an absolute image path"},
+        {with_drive([](json& j) { j["scsi"]["drives"].push_back(j["scsi"]["drives"][0]); }),
+         "field 'scsi': SCSI 0:0: two drives at the same location"},
+        {with_drive([](json& j) {
+             j["scsi"]["drives"][0]["type"] = "DvdDrive";
+         }),
+         "field 'scsi': SCSI 0:0: a DVD drive is always read-only"},
+    };
+    for (const auto& c : cases) {
+        auto message = error_of(c.text);
+        EXPECT_NE(message.find("config /store/web1/config.json: "), std::string::npos) << message;
+        EXPECT_NE(message.find(c.expected), std::string::npos) << "expected '" << c.expected << "' in: " << message;
+    }
+}
+
 TEST(VmConfig, GenerationOneProcessorLimit)
 {
     auto text = mutate([](json& j) {

@@ -2,6 +2,7 @@
 
 #include "mgmt/control_socket.h"
 #include "mgmt/runtime_state.h"
+#include "mgmt/scsi_settings.h"
 #include "mgmt/signal_watcher.h"
 #include "support/errno_error.h"
 #include "support/log.h"
@@ -16,6 +17,7 @@
 #include <cerrno>
 #include <cmath>
 #include <mutex>
+#include <thread>
 #include <vector>
 
 namespace vmgen::mgmt {
@@ -98,6 +100,114 @@ private:
     std::chrono::nanoseconds m_last_cpu{0};
     unsigned m_percent = 0;
 };
+
+Result<unsigned> request_unsigned(const json& request, const char* key)
+{
+    auto it = request.find(key);
+    if (it == request.end() || !it->is_number_unsigned())
+        return fail("'{}' must be a non-negative whole number", key);
+    auto value = it->get<uint64_t>();
+    if (value > 0xffff)
+        return fail("'{}' is out of range", key);
+    return static_cast<unsigned>(value);
+}
+
+Result<std::string> request_string(const json& request, const char* key)
+{
+    auto it = request.find(key);
+    if (it == request.end() || !it->is_string())
+        return fail("'{}' must be a string", key);
+    return it->get<std::string>();
+}
+
+json drive_json(const vmm::ScsiDriveConfig& drive)
+{
+    return {{"type", std::string(to_string(drive.kind))},
+            {"controller", drive.controller},
+            {"location", drive.location},
+            {"path", drive.path},
+            {"read_only", drive.read_only}};
+}
+
+// The storage ops of the control socket (control_socket.h): hot plug on the running machine.
+Result<json> storage_op(vmm::Machine& machine, const std::string& op, const json& request)
+{
+    if (op == "scsi-list") {
+        auto drives = json::array();
+        for (const auto& drive : machine.scsi_drives())
+            drives.push_back(drive_json(drive));
+        return json{{"ok", true}, {"controllers", machine.scsi_controllers()}, {"drives", drives}};
+    }
+    if (op == "scsi-controller-add") {
+        auto number = TRY(machine.add_scsi_controller());
+        return json{{"ok", true}, {"controller", number}};
+    }
+    auto controller = TRY(request_unsigned(request, "controller"));
+    auto location = TRY(request_unsigned(request, "location"));
+    if (op == "scsi-remove") {
+        TRY(machine.remove_scsi_drive(controller, location));
+    } else if (op == "dvd-media") {
+        auto path = TRY(request_string(request, "path"));
+        TRY(machine.set_dvd_media(controller, location, path));
+    } else {
+        vmm::ScsiDriveConfig drive;
+        auto type = TRY(request_string(request, "type"));
+        drive.kind = TRY(parse_drive_kind(type));
+        drive.controller = controller;
+        drive.location = location;
+        drive.path = TRY(request_string(request, "path"));
+        auto read_only = request.find("read_only");
+        if (read_only != request.end() && !read_only->is_boolean())
+            return fail("'read_only' must be a boolean");
+        drive.read_only = drive.kind == ScsiDriveKind::Dvd || (read_only != request.end() && read_only->get<bool>());
+        TRY(machine.add_scsi_drive(drive));
+    }
+    return json{{"ok", true}};
+}
+
+// A guest may eject a DVD while it runs: config.json then forgets that medium too, as Hyper-V's configuration
+// does. Only drives still holding the medium config.json names are changed. The VM's lock is only tried for a
+// while: start-vm holds it until the worker reports running, and a worker that stopped before that must not wait
+// for it.
+void persist_guest_ejects(const Store& store, std::string_view name, const std::vector<vmm::ScsiDriveConfig>& now)
+{
+    auto ejected = [&](const VmConfig& config) {
+        std::vector<size_t> out;
+        for (size_t i = 0; i < config.scsi_drives.size(); ++i) {
+            const auto& drive = config.scsi_drives[i];
+            if (drive.kind != ScsiDriveKind::Dvd || drive.path.empty())
+                continue;
+            const auto* live = find_drive(now, drive.controller, drive.location);
+            if (live != nullptr && live->kind == ScsiDriveKind::Dvd && live->path.empty())
+                out.push_back(i);
+        }
+        return out;
+    };
+    auto unlocked = store.load(name);
+    if (!unlocked || ejected(*unlocked).empty())
+        return;
+    std::optional<FileLock> lock;
+    for (int attempt = 0; attempt < 250 && !lock; ++attempt) {
+        auto taken = FileLock::acquire(store.vm_dir(name) / ".lock", FileLock::Mode::TryOnce);
+        if (taken)
+            lock.emplace(std::move(*taken));
+        else
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    auto config = store.load(name);
+    if (!lock || !config) {
+        log_warn("worker", "VM '{}': the guest ejected a DVD but config.json could not be updated", name);
+        return;
+    }
+    for (size_t i : ejected(*config)) {
+        auto& drive = config->scsi_drives[i];
+        log_info("worker", "VM '{}': SCSI {}:{}: the guest ejected {}", name, drive.controller, drive.location,
+                 drive.path);
+        drive.path.clear();
+    }
+    if (auto saved = store.save(*config); !saved)
+        log_error("worker", "VM '{}': recording the guest's DVD eject: {}", name, saved.error().message());
+}
 
 } // namespace
 
@@ -184,6 +294,15 @@ int run_worker(const Store& store, std::string_view name, const MachineFactory& 
                      ic ? "shutdown integration service" : "ACPI power button");
             return {{"ok", true}, {"method", ic ? "integration-service" : "power-button"}};
         }
+        if (op == "scsi-add" || op == "scsi-remove" || op == "dvd-media" || op == "scsi-controller-add" ||
+            op == "scsi-list") {
+            auto reply = storage_op(*machine, op, request);
+            if (!reply) {
+                log_warn("worker", "VM '{}': {}: {}", name, op, reply.error().message());
+                return {{"ok", false}, {"error", reply.error().message()}};
+            }
+            return *reply;
+        }
         return {{"ok", false}, {"error", fmt::format("unknown op '{}'", op)}};
     };
     auto control = ControlServer::start(
@@ -202,6 +321,7 @@ int run_worker(const Store& store, std::string_view name, const MachineFactory& 
         outcome = machine->run();
     (*control)->stop();
     running_machine.store(nullptr);
+    persist_guest_ejects(store, name, machine->scsi_drives());
     auto guest_crash = machine->stats().guest_crash;
     machine.reset();
 

@@ -181,6 +181,62 @@ TEST_P(VmLifecycle, StopVmUsesTheShutdownIntegrationService)
     EXPECT_EQ(get_vm().value("State", ""), "Off");
 }
 
+// SCSI storage of a stored VM, Off and hot-plugged into the running machine through the worker (the guest does
+// not drive the controller here: tests/guest_storage_test.cc does). Generation 1 gets its controller first.
+TEST_P(VmLifecycle, StorageChangesOffAndWhileRunning)
+{
+    const std::string disk = m_home.path() + "/d.vhdx";
+    const std::string other = m_home.path() + "/e.vhd";
+    const std::string iso = m_home.path() + "/c.iso";
+    ASSERT_EQ(vmgen({"new-vhd", disk, "--size", "8M"}).exit_status, 0);
+    ASSERT_EQ(vmgen({"new-vhd", other, "--size", "8M"}).exit_status, 0);
+    ASSERT_TRUE(write_file(iso, std::string(16 * 2048, 'i')));
+    if (GetParam() == 1) {
+        auto refused = vmgen({"add-vmharddiskdrive", "vm1", "--path", disk});
+        EXPECT_NE(refused.err.find("has no SCSI controller"), std::string::npos) << refused.err;
+        ASSERT_EQ(vmgen({"add-vmscsicontroller", "vm1"}).exit_status, 0);
+    }
+    auto added = vmgen({"add-vmharddiskdrive", "vm1", "--path", disk});
+    ASSERT_EQ(added.exit_status, 0) << added.err;
+    ASSERT_EQ(vmgen({"add-vmdvddrive", "vm1"}).exit_status, 0);
+
+    ASSERT_EQ(vmgen({"start-vm", "vm1"}).exit_status, 0);
+    ASSERT_TRUE(wait_for_serial("waiting for the power button")) << read_text_file(m_serial);
+    // The running machine holds the attached image: nobody else may open it for writing.
+    auto busy = vmgen({"resize-vhd", disk, "--size", "16M"});
+    EXPECT_NE(busy.exit_status, 0) << busy.out;
+
+    auto hot = vmgen({"add-vmharddiskdrive", "vm1", "--path", other, "--controller-location", "7", "--read-only"});
+    ASSERT_EQ(hot.exit_status, 0) << hot.err;
+    ASSERT_EQ(vmgen({"set-vmdvddrive", "vm1", "--path", iso}).exit_status, 0);
+    ASSERT_EQ(vmgen({"add-vmscsicontroller", "vm1"}).exit_status, 0);
+    auto removed = vmgen({"remove-vmharddiskdrive", "vm1", "--controller-number", "0", "--controller-location", "0"});
+    ASSERT_EQ(removed.exit_status, 0) << removed.err;
+    auto missing = vmgen({"add-vmdvddrive", "vm1", "--path", m_home.path() + "/none.iso"});
+    EXPECT_NE(missing.exit_status, 0);
+
+    auto disks = nlohmann::json::parse(vmgen({"get-vmharddiskdrive", "vm1", "--json"}).out, nullptr, false);
+    ASSERT_TRUE(disks.is_array());
+    ASSERT_EQ(disks.size(), 1u) << disks.dump();
+    EXPECT_EQ(disks[0]["ControllerLocation"], 7);
+    EXPECT_EQ(disks[0]["Path"], other);
+    auto dvds = nlohmann::json::parse(vmgen({"get-vmdvddrive", "vm1", "--json"}).out, nullptr, false);
+    ASSERT_TRUE(dvds.is_array());
+    ASSERT_EQ(dvds.size(), 1u) << dvds.dump();
+    EXPECT_EQ(dvds[0]["DvdMediaType"], "ISO");
+    EXPECT_EQ(dvds[0]["Path"], iso);
+    // The removed image was closed and unlocked by the running machine.
+    EXPECT_EQ(vmgen({"resize-vhd", disk, "--size", "16M"}).exit_status, 0);
+
+    ASSERT_EQ(vmgen({"stop-vm", "vm1", "--turn-off"}).exit_status, 0);
+    // Every change was stored: the next start builds the same storage.
+    auto stored = nlohmann::json::parse(read_text_file(m_home.path() + "/vm1/config.json"), nullptr, false);
+    EXPECT_EQ(stored["scsi"]["controllers"], 2) << stored.dump(); // generation 1: added Off, then hot-added
+    EXPECT_EQ(stored["scsi"]["drives"].size(), 2u) << stored.dump();
+    ASSERT_EQ(vmgen({"start-vm", "vm1"}).exit_status, 0);
+    EXPECT_EQ(get_vm().value("State", ""), "Running");
+}
+
 INSTANTIATE_TEST_SUITE_P(Generations, VmLifecycle, ::testing::Values(1, 2),
                          [](const auto& param_info) { return "Gen" + std::to_string(param_info.param); });
 

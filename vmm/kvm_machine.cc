@@ -95,6 +95,7 @@ Result<std::unique_ptr<KvmMachine>> KvmMachine::create(const MachineConfig& conf
         .reset = [m = machine.get()] { m->request_stop(StopReason::Reset, "the guest reset the machine"); },
     };
     machine->m_platform = TRY(Platform::create(config, machine->m_router, std::move(events)));
+    machine->m_storage = TRY(ScsiStorage::create(config));
     // Build the first boot now so configuration errors (bad kernel, too little RAM) surface before run().
     TRY(machine->build_boot());
     return machine;
@@ -186,8 +187,14 @@ Result<void> KvmMachine::build_boot()
         boot.vmbus_devices.push_back(std::move(echo));
     }
 
-    if (boot.ioapic)
-        TRY(m_platform->mmio().add(layout::ioapic, vm::IoApic::mmio_length, boot.ioapic));
+    // The SCSI controllers (they persist across boots) are offered on this boot's server.
+    TRY_CTX(m_storage->connect(*boot.vmbus), "offering the SCSI controllers");
+    if (boot.ioapic) {
+        if (auto added = m_platform->mmio().add(layout::ioapic, vm::IoApic::mmio_length, boot.ioapic); !added) {
+            m_storage->disconnect(); // this boot's server is discarded
+            return fail(std::move(added).error());
+        }
+    }
     m_router.attach(boot.vm.get(), boot.ioapic.get());
     std::lock_guard lock(m_lock); // stats() reads m_boot from other threads
     m_boot = std::move(boot);
@@ -205,7 +212,11 @@ void KvmMachine::teardown_boot()
     }
     {
         std::lock_guard lock(m_lock); // stats() and request_shutdown() use the devices and the partition
+        if (m_storage)
+            m_storage->disconnect(); // no hot add reaches the server from now on
         m_boot.vmbus.reset();
+        if (m_storage)
+            m_storage->reset_controllers(); // the next boot's guest starts from scratch
         m_boot.shutdown = nullptr;
         m_boot.heartbeat = nullptr;
         m_boot.vmbus_devices.clear();
@@ -442,6 +453,24 @@ Result<bool> KvmMachine::handle_exit(hv::Vcpu& vcpu, const hv::VcpuExit& exit)
     }
     return true;
 }
+
+Result<void> KvmMachine::add_scsi_drive(const ScsiDriveConfig& drive) { return m_storage->add_drive(drive); }
+
+Result<void> KvmMachine::remove_scsi_drive(unsigned controller, unsigned location)
+{
+    return m_storage->remove_drive(controller, location);
+}
+
+Result<void> KvmMachine::set_dvd_media(unsigned controller, unsigned location, const std::string& path)
+{
+    return m_storage->set_dvd_media(controller, location, path);
+}
+
+Result<unsigned> KvmMachine::add_scsi_controller() { return m_storage->add_controller(); }
+
+std::vector<ScsiDriveConfig> KvmMachine::scsi_drives() const { return m_storage->drives(); }
+
+unsigned KvmMachine::scsi_controllers() const { return m_storage->controller_count(); }
 
 MachineStats KvmMachine::stats() const
 {

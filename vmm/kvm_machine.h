@@ -1,7 +1,8 @@
 // KvmMachine: the Machine implementation on KVM. One thread per vCPU runs KVM_RUN and dispatches exits
 // to the platform's buses; the thread calling run() waits for a stop request (power off, reset, crash,
 // turn off) and then stops every vCPU. A reset with ResetAction::Restart rebuilds the KVM VM, guest RAM
-// and boot state and starts again; devices with host-side state (COM port connections, the RTC) persist.
+// and boot state and starts again; devices with host-side state (COM port connections, the RTC, the SCSI
+// controllers and their drives) persist.
 #pragma once
 
 #include "hv/kvm.h"
@@ -13,6 +14,7 @@
 #include "vmm/interrupt_router.h"
 #include "vmm/machine.h"
 #include "vmm/platform.h"
+#include "vmm/scsi_storage.h"
 
 #include <atomic>
 #include <condition_variable>
@@ -34,6 +36,13 @@ public:
     ShutdownMethod request_shutdown() override;
     [[nodiscard]] MachineStats stats() const override;
     [[nodiscard]] const MachineConfig& config() const override { return m_config; }
+
+    Result<void> add_scsi_drive(const ScsiDriveConfig& drive) override;
+    Result<void> remove_scsi_drive(unsigned controller, unsigned location) override;
+    Result<void> set_dvd_media(unsigned controller, unsigned location, const std::string& path) override;
+    Result<unsigned> add_scsi_controller() override;
+    [[nodiscard]] std::vector<ScsiDriveConfig> scsi_drives() const override;
+    [[nodiscard]] unsigned scsi_controllers() const override;
 
     // Called by devices and vCPU threads: the first stop request wins.
     void request_stop(StopReason reason, std::string detail);
@@ -62,6 +71,8 @@ private:
     hv::Kvm m_kvm;
     InterruptRouter m_router;
     std::unique_ptr<Platform> m_platform;
+    // Outlives every boot's VMBus server (declared before m_boot); offered again on each new one.
+    std::unique_ptr<ScsiStorage> m_storage;
     Boot m_boot;
 
     mutable std::mutex m_lock;

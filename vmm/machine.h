@@ -4,8 +4,8 @@
 //   auto outcome = TRY(machine->run());   // blocks; vCPUs run on their own threads
 //   return exit_status(outcome);
 //
-// turn_off() and press_power_button() may be called from any thread (control socket, signal handler
-// thread) while run() is blocked.
+// turn_off(), press_power_button() and the SCSI storage calls may be called from any thread (control socket,
+// signal handler thread) while run() is blocked, and before or after it.
 #pragma once
 
 #include "support/result.h"
@@ -16,6 +16,7 @@
 #include <optional>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace vmgen::vmm {
 
@@ -88,7 +89,26 @@ public:
     virtual ShutdownMethod request_shutdown() = 0;
 
     [[nodiscard]] virtual MachineStats stats() const = 0;
+    // The configuration the machine was created with (later storage changes are not reflected here: see
+    // scsi_drives() and scsi_controllers()).
     [[nodiscard]] virtual const MachineConfig& config() const = 0;
+
+    // SCSI storage, changed while the guest runs (hot plug) or not. The changes last for the machine's lifetime,
+    // guest resets included. Errors (nothing changes): no such controller, a location out of range or taken, an
+    // image that cannot be opened, no drive at a location.
+    //
+    // Attaches a hard disk or DVD drive (the guest's storvsc rescans and finds it).
+    virtual Result<void> add_scsi_drive(const ScsiDriveConfig& drive) = 0;
+    // Detaches a drive once the commands it is executing have completed; its image is closed before this returns.
+    virtual Result<void> remove_scsi_drive(unsigned controller, unsigned location) = 0;
+    // Inserts an ISO image into a DVD drive, replacing its media; an empty path ejects the media.
+    virtual Result<void> set_dvd_media(unsigned controller, unsigned location, const std::string& path) = 0;
+    // Adds a SCSI controller (a new VMBus offer); returns its number.
+    virtual Result<unsigned> add_scsi_controller() = 0;
+    // What is attached now, ordered by controller and location. A DVD drive whose media the guest ejected shows
+    // an empty path.
+    [[nodiscard]] virtual std::vector<ScsiDriveConfig> scsi_drives() const = 0;
+    [[nodiscard]] virtual unsigned scsi_controllers() const = 0;
 };
 
 } // namespace vmgen::vmm

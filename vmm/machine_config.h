@@ -4,6 +4,7 @@
 #include <array>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace vmgen::vmm {
 
@@ -28,6 +29,23 @@ struct IntegrationServices {
     bool vss = true;
 };
 
+// Synthetic SCSI storage (Hyper-V's SCSI controllers on VMBus, vm/storvsp): up to 4 controllers per virtual
+// machine, each with up to 64 locations (the LUN numbers) holding a hard disk or a DVD drive.
+inline constexpr unsigned max_scsi_controllers = 4;
+inline constexpr unsigned max_scsi_locations = 64;
+
+struct ScsiDriveConfig {
+    enum class Kind { HardDisk, Dvd };
+    Kind kind = Kind::HardDisk;
+    unsigned controller = 0; // < MachineConfig::scsi_controllers
+    unsigned location = 0;   // < max_scsi_locations, unique per controller
+    // HardDisk: the image (raw, VHD or VHDX by extension). Dvd: an ISO image, or empty for a drive with no media.
+    std::string path;
+    bool read_only = false; // HardDisk only (a DVD is always read-only)
+
+    friend bool operator==(const ScsiDriveConfig&, const ScsiDriveConfig&) = default;
+};
+
 // What the VMM does when the guest resets the machine.
 enum class ResetAction { Restart, Exit };
 
@@ -41,6 +59,13 @@ struct MachineConfig {
     std::array<SerialPortConfig, 2> com{}; // COM1, COM2
     ResetAction on_reset = ResetAction::Restart;
     IntegrationServices integration_services{};
+    // Identifies the virtual machine (the stored VM's UUID; empty for a throwaway VM): the SCSI controllers'
+    // VMBus instance ids and the disks' serial numbers are derived from it, so they stay the same across runs.
+    std::string vm_id;
+    // SCSI controllers on VMBus (both generations have VMBus here). Hyper-V gives a new generation 2 VM one and
+    // a generation 1 VM none; the CLI applies that default, this struct does not. At most max_scsi_controllers.
+    unsigned scsi_controllers = 0;
+    std::vector<ScsiDriveConfig> scsi_drives;
     // Offers the diagnostic VMBus echo device (vm/vmbus/echo_device.h) too: for ring benchmarks and tests.
     bool vmbus_echo_device = false;
 };

@@ -5,6 +5,8 @@
 
 #include <fcntl.h>
 
+#include <cerrno>
+
 #include <algorithm>
 
 namespace vmgen::vm::disk {
@@ -18,8 +20,11 @@ Result<UniqueFd> lock_file(const std::string& path, LockMode mode)
     bool exclusive = mode == LockMode::Exclusive;
     // A write lock needs a descriptor open for writing; a read-only file can still be locked shared.
     UniqueFd fd(::open(path.c_str(), (exclusive ? O_RDWR : O_RDONLY) | O_CLOEXEC));
-    if (!fd.valid())
+    if (!fd.valid()) {
+        if (errno == ENOENT)
+            return fail("{}: no such file", path);
         return errno_failure(fmt::format("opening {} to lock it", path));
+    }
     struct flock lock {};
     lock.l_type = static_cast<short>(exclusive ? F_WRLCK : F_RDLCK);
     lock.l_whence = SEEK_SET;
