@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
+#include <filesystem>
 #include <gtest/gtest.h>
 
 namespace vmgen::guest_test {
@@ -22,10 +23,11 @@ struct VmgenRun {
 struct RunOptions {
     unsigned processors = 1;
     const char* on_reset = nullptr; // --on-reset restart|exit; vmgen's default when null
-    std::string kernel{};           // default: guest_path(guest)
-    std::string initrd{};           // --initrd, when not empty
-    const char* cmdline = nullptr;  // --cmdline, when not null
-    bool vmbus_echo = false;        // --vmbus-echo
+    std::string kernel{};             // default: guest_path(guest)
+    std::string initrd{};             // --initrd, when not empty
+    const char* cmdline = nullptr;    // --cmdline, when not null
+    bool vmbus_echo = false;          // --vmbus-echo
+    std::vector<std::string> extra{}; // more options (the demo's drives: --scsi-disk, --dvd)
 };
 
 VmgenRun run_vmgen(int generation, std::string_view guest, const RunOptions& options = {})
@@ -54,6 +56,7 @@ VmgenRun run_vmgen(int generation, std::string_view guest, const RunOptions& opt
     }
     if (options.vmbus_echo)
         argv.emplace_back("--vmbus-echo");
+    argv.insert(argv.end(), options.extra.begin(), options.extra.end());
     VmgenRun run;
     run.process = run_process(argv, 120s);
     run.serial = read_text_file(serial_path);
@@ -302,6 +305,88 @@ TEST_P(GuestBoot, ResetRestartWithExitAction)
     EXPECT_FALSE(has_line(run.lines, "second boot after reset")) << run.what();
     EXPECT_EQ(guest_result(run.lines), "") << run.what();
     EXPECT_EQ(run.process.exit_status, 3) << run.what();
+}
+
+// The demo guest (what ./setup.sh boots through tools/demo.sh): its plain-words report passes in both generations.
+// Generation 2 also brings up VMBus and reports storage: here the default SCSI controller (vmgen run gives
+// generation 2 one, as Hyper-V's New-VM does) without any drive. Generation 1 has no VMBus in its DSDT: nothing
+// about VMBus or storage.
+TEST_P(GuestBoot, DemoReportsTheMachine)
+{
+    VmgenRun run = run_vmgen(generation(), "demo", {.processors = 2});
+    expect_passed_and_powered_off(run);
+    EXPECT_TRUE(has_line(run.lines, "processors: 2 of 2 online (APIC ids 0 1)")) << run.what();
+    EXPECT_TRUE(find_line(run.lines, "ACPI: ").ends_with("(all checksums valid)")) << run.what();
+    EXPECT_TRUE(find_line(run.lines, "hardware model: ")
+                    .starts_with("hardware model: generation " + std::to_string(generation()) + " virtual machine"))
+        << run.what();
+    std::vector<std::string> storage;
+    for (const auto& l : run.lines)
+        if (l.starts_with("storage: "))
+            storage.push_back(l);
+    if (generation() == 2) {
+        std::string offers = find_line(run.lines, "VMBus: ");
+        EXPECT_TRUE(offers.starts_with("VMBus: protocol 5.3, 3 devices offered: ")) << run.what();
+        for (const char* device : {"SCSI controller", "shutdown", "heartbeat"})
+            EXPECT_NE(offers.find(device), std::string::npos) << device << "\n" << run.what();
+        EXPECT_EQ(storage, std::vector<std::string>{"storage: SCSI controller 0: no drives (storage protocol 6.2, "
+                                                    "Windows 10)"})
+            << run.what();
+    } else {
+        EXPECT_EQ(find_line(run.lines, "VMBus"), "") << run.what();
+        EXPECT_TRUE(storage.empty()) << run.what();
+    }
+}
+
+// The demo's storage report with drives, as tools/demo.sh attaches them: a disk with an MBR and a DVD with an ISO
+// 9660 medium (made with xorriso; an empty drive without it) on controller 0, a blank read-only disk on controller 1.
+TEST_P(GuestBoot, DemoReportsDisksAndDvd)
+{
+    if (generation() != 2)
+        GTEST_SKIP() << "the demo reports storage in generation 2 only";
+    TempDir dir;
+    std::string mbr_disk = dir.path() + "/mbr.img", blank_disk = dir.path() + "/blank.img";
+    std::string bytes(8 << 20, '\0');
+    bytes[450] = '\x83'; // a Linux partition
+    bytes[510] = '\x55';
+    bytes[511] = '\xaa';
+    ASSERT_TRUE(write_file(mbr_disk, bytes));
+    ASSERT_TRUE(write_file(blank_disk, std::string(1 << 20, '\0')));
+    std::string dvd = "none";
+    std::string xorriso = find_in_path("xorriso");
+    if (!xorriso.empty()) {
+        std::filesystem::create_directory(dir.path() + "/iso");
+        ASSERT_TRUE(write_file(dir.path() + "/iso/HELLO.TXT", "Hello, demo.\nsecond line\n"));
+        dvd = dir.path() + "/dvd.iso";
+        ProcessResult r =
+            run_process({xorriso, "-as", "mkisofs", "-quiet", "-V", "DEMO-TEST", "-o", dvd, dir.path() + "/iso"}, 60s);
+        ASSERT_EQ(r.exit_status, 0) << "xorriso: " << r.err;
+    }
+    VmgenRun run = run_vmgen(2, "demo",
+                             {.processors = 2,
+                              .extra = {"--scsi-disk", mbr_disk + ",location=0", "--dvd", dvd + ",location=1",
+                                        "--scsi-disk", blank_disk + ",controller=1,location=2,read-only"}});
+    expect_passed_and_powered_off(run);
+    EXPECT_TRUE(find_line(run.lines, "VMBus: ").starts_with("VMBus: protocol 5.3, 4 devices offered: ")) << run.what();
+    EXPECT_TRUE(has_line(run.lines, "storage: SCSI controller 0: 2 drives (storage protocol 6.2, Windows 10)"))
+        << run.what();
+    EXPECT_TRUE(has_line(run.lines, "storage: SCSI 0:0 disk Msft Virtual Disk, 8 MiB (16384 x 512-byte blocks), "
+                                    "partitioned (MBR)"))
+        << run.what();
+    if (xorriso.empty()) {
+        EXPECT_TRUE(has_line(run.lines, "storage: SCSI 0:1 DVD Msft Virtual DVD-ROM, no medium")) << run.what();
+    } else {
+        std::string medium = find_line(run.lines, "storage: SCSI 0:1 DVD ");
+        EXPECT_TRUE(medium.starts_with("storage: SCSI 0:1 DVD Msft Virtual DVD-ROM, medium: volume DEMO-TEST ("))
+            << run.what();
+        EXPECT_TRUE(medium.ends_with(" x 2048-byte blocks), files: HELLO.TXT")) << run.what();
+        EXPECT_TRUE(has_line(run.lines, "storage: SCSI 0:1 file HELLO.TXT: \"Hello, demo.\"")) << run.what();
+    }
+    EXPECT_TRUE(has_line(run.lines, "storage: SCSI controller 1: 1 drive (storage protocol 6.2, Windows 10)"))
+        << run.what();
+    EXPECT_TRUE(has_line(run.lines, "storage: SCSI 1:2 disk Msft Virtual Disk, 1 MiB (2048 x 512-byte blocks), "
+                                    "blank (block 0 is all zeros)"))
+        << run.what();
 }
 
 // FNV-1a, 32-bit: what bzimage_check prints for the initrd.
