@@ -10,6 +10,8 @@
 
 #include <unistd.h>
 
+#include <chrono>
+#include <cstdlib>
 #include <filesystem>
 
 namespace vmgen::vmm {
@@ -127,6 +129,10 @@ Result<void> ScsiStorage::add_controller_locked()
     vm::storvsp::ControllerOptions options;
     options.instance_id = controller_instance_id(m_vm_id, number);
     options.name = fmt::format("scsi{}", number);
+    // Tuning knob for benchmarks (docs/performance.md): how long a controller's worker polls for the guest's next
+    // command after a completion, in microseconds.
+    if (const char* poll = std::getenv("VMGEN_STORVSP_POLL_US"); poll != nullptr && *poll != '\0')
+        options.poll_window = std::chrono::microseconds(std::strtoul(poll, nullptr, 10));
     Controller controller;
     controller.device
         = TRY_CTX(vm::storvsp::StorvspController::create(std::move(options)), "creating SCSI controller {}", number);

@@ -579,8 +579,11 @@ void StorvspController::run_job(Job& job)
     else if (job.command.direction == DataDirection::Out)
         m_stats.bytes_written += srb.data_transfer_length;
     ++m_stats.completions;
-    if (job.completion_requested)
+    if (job.completion_requested) {
         send_or_defer_locked(std::move(reply));
+        if (m_channel != nullptr)
+            m_channel->poll_for_packets(m_options.poll_window);
+    }
     if (job.busy)
         job.busy->fetch_sub(1);
     bool was_full = m_in_flight == m_options.max_in_flight;

@@ -32,6 +32,7 @@
 
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -56,6 +57,11 @@ struct ControllerOptions {
     // ScsiDiskOptions::max_transfer_bytes.
     uint32_t max_transfer_bytes = 2u << 20;
     size_t max_in_flight = 256;
+    // After sending a completion the channel's worker polls the guest -> host ring this long (with the guest's
+    // signals masked), so a guest that answers a completion with its next command at once needs no VM exit for
+    // it (Channel::poll_for_packets). 0 turns polling off. Costs host CPU up to this long per completion burst;
+    // 50 us measured best on the development machine (docs/performance.md, "Synthetic SCSI").
+    std::chrono::microseconds poll_window {50};
 };
 
 struct ControllerStats {

@@ -711,3 +711,46 @@ TEST(StorvspCreate, RefusesBadOptions)
 
 } // namespace
 } // namespace vmgen::vm::storvsp::testing
+
+namespace vmgen::vm::storvsp::testing {
+namespace {
+
+class StorvspPollTest : public StorvscTest {
+protected:
+    static ControllerOptions polling()
+    {
+        auto options = default_options();
+        options.poll_window = std::chrono::milliseconds(300);
+        return options;
+    }
+    StorvspPollTest() : StorvscTest(polling())
+    {
+        EXPECT_TRUE(controller->attach(0, make_disk(std::make_unique<MemoryDisk>(1 << 20, 512), 0)));
+    }
+};
+
+TEST_F(StorvspPollTest, TheNextCommandAfterACompletionNeedsNoSignal)
+{
+    open();
+    init_like_linux();
+    auto reply = execute(srb(test_unit_ready()));
+    ASSERT_TRUE(reply);
+    // The completion came with the guest -> host ring masked: the guest's next command does not signal.
+    EXPECT_EQ(channel.outbound->control(protocols::vmbus::ring_offset_interrupt_mask), 1u);
+    auto packet = srb_packet(srb(test_unit_ready()));
+    bool signalled = true;
+    ASSERT_TRUE(channel.outbound->write_packet(protocols::vmbus::packet_type_data_inband,
+                                               protocols::vmbus::packet_flag_completion_requested, 99,
+                                               std::span(reinterpret_cast<const uint8_t*>(&packet), sizeof(packet)),
+                                               &signalled));
+    EXPECT_FALSE(signalled);
+    reply = receive();
+    ASSERT_TRUE(reply) << "the polling worker did not pick up the unsignalled command";
+    EXPECT_EQ(reply->trans_id, 99u);
+    // After the window the worker unmasks and sleeps: signals are needed again.
+    EXPECT_TRUE(vmbus::testing::wait_until(
+        [&] { return channel.outbound->control(protocols::vmbus::ring_offset_interrupt_mask) == 0; }));
+}
+
+} // namespace
+} // namespace vmgen::vm::storvsp::testing

@@ -7,6 +7,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
+
+#include <immintrin.h>
 
 namespace vmgen::vm::vmbus {
 
@@ -35,6 +38,7 @@ Result<std::unique_ptr<ServerChannel>> ServerChannel::create(const GuestMemory& 
                 channel->m_user_data.begin());
     channel->m_reader =
         TRY_CTX(RingReader::create(memory, params.ring_pfns.first(params.downstream_page_offset)), "inbound ring");
+    channel->m_inbound_control = channel->m_reader.control_page();
     channel->m_writer =
         TRY_CTX(RingWriter::create(memory, params.ring_pfns.subspan(params.downstream_page_offset)), "outbound ring");
     return channel;
@@ -68,6 +72,29 @@ void ServerChannel::stop()
 
 void ServerChannel::notify() { wake(); }
 
+namespace {
+int64_t steady_ns()
+{
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+}
+} // namespace
+
+void ServerChannel::poll_for_packets(std::chrono::microseconds window)
+{
+    if (window.count() <= 0)
+        return;
+    int64_t until = steady_ns() + std::chrono::duration_cast<std::chrono::nanoseconds>(window).count();
+    int64_t previous = m_poll_until.load(std::memory_order_relaxed);
+    while (previous < until && !m_poll_until.compare_exchange_weak(previous, until, std::memory_order_relaxed)) {
+    }
+    // Masked now, before the guest sees the reply: its next packet then comes without a signal. The worker is
+    // woken below and always ends its drain by unmasking and re-checking, so nothing can be missed.
+    m_inbound_control.store(protocols::vmbus::ring_offset_interrupt_mask, 1);
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    wake();
+}
+
 void ServerChannel::run()
 {
     for (;;) {
@@ -98,6 +125,11 @@ void ServerChannel::drain()
             return;
         }
         if (!next->has_value()) {
+            // A device expects the guest to answer soon: poll the masked ring a little longer.
+            if (steady_ns() < m_poll_until.load(std::memory_order_relaxed) && !m_stopping.load()) {
+                _mm_pause();
+                continue;
+            }
             auto more = m_reader.end_read();
             if (!more) {
                 fail_channel(more.error());

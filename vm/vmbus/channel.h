@@ -58,6 +58,7 @@ public:
                                            std::span<const uint8_t> header,
                                            std::span<const uint8_t> payload) override;
     void request_drain() override { wake(); }
+    void poll_for_packets(std::chrono::microseconds window) override;
 
 private:
     ServerChannel(const GuestMemory& memory, SynicGuestSide& synic, Device& device, uint32_t relid);
@@ -86,6 +87,9 @@ private:
     std::atomic<bool> m_stopping {false};
     std::atomic<bool> m_failed {false};
     std::atomic<uint32_t> m_signal_failures {0};
+    // poll_for_packets: the worker polls the (masked) ring until this steady_clock time, in nanoseconds.
+    std::atomic<int64_t> m_poll_until {0};
+    RingControlPage m_inbound_control; // the guest -> host ring's control page (interrupt mask)
     std::thread m_worker;
 };
 

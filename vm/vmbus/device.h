@@ -19,6 +19,7 @@
 #include "vm/vmbus/ring_buffer.h"
 
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <span>
 
@@ -70,6 +71,10 @@ public:
     // For devices that complete work on their own threads: a packet that got PacketAction::retry because the
     // device was busy is delivered again after this. Never blocks.
     virtual void request_drain() = 0;
+    // A hint that the guest is about to send again (a device gives it with a reply the guest waits for): the
+    // guest -> host ring is masked at once and the worker polls it for `window` before it sleeps, so a packet the
+    // guest sends within the window needs no signal (no VM exit). Costs host CPU while it polls. Never blocks.
+    virtual void poll_for_packets(std::chrono::microseconds window) { (void)window; }
 
     // An inband data packet (type 6); `request_completion` sets the completion-requested flag.
     [[nodiscard]] Result<void> send_inband(std::span<const uint8_t> payload, uint64_t trans_id = 0,

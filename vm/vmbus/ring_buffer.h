@@ -98,6 +98,8 @@ public:
 
     [[nodiscard]] uint32_t data_size() const { return m_data_size; }
     [[nodiscard]] uint32_t read_index() const { return m_read; }
+    // The control page, for setting the interrupt mask from another thread (ServerChannel::poll_for_packets).
+    [[nodiscard]] RingControlPage control_page() const { return m_control; }
 
 private:
     [[nodiscard]] Result<uint32_t> guest_write_index() const;
