@@ -20,6 +20,7 @@
 #include "kit/kit.h"
 #include "kit/storvsc.h"
 #include "kit/vmbus.h"
+#include "kit/vmbus_session.h"
 
 namespace {
 
@@ -74,7 +75,6 @@ namespace wire = vmgen::protocols::vmbus::storvsp;
 constexpr unsigned max_controllers = 4; // what a VM can have
 constexpr uint64_t message_timeout_ms = 10000;
 constexpr uint64_t command_timeout_ms = 10000;
-constexpr uint8_t wakeup_vector = 0xee;
 
 // Pages for the kit (hypercall, SynIC, interrupt and monitor pages, each controller's rings) and the data
 // buffer: in the kit's NOLOAD .stack section, so they add nothing to the image; the pool is zeroed in ring 3,
@@ -458,51 +458,28 @@ bool report_controller(sv::Controller& c)
     return true;
 }
 
-// Closes what is open and UNLOADs; false (and a host error) if the host does not answer.
+// Closes what is open and UNLOADs (vmbus::close_all); false (and a host error) if the host does not answer.
 bool vmbus_cleanup()
 {
-    bool ok = true;
-    for (unsigned i = 0; i < g_ctrl_count; ++i)
-        if (g_ctrl[i].channel.open && !sv::close(g_ctrl[i], message_timeout_ms))
-            ok = host_error("closing a SCSI controller's channel");
-    if (vmbus::bus().version && !vmbus::unload(message_timeout_ms))
-        ok = host_error("UNLOAD");
-    return ok;
+    return vmbus::close_all(message_timeout_ms, [](vmbus::Teardown what) {
+        host_error(what == vmbus::Teardown::channel ? "closing a SCSI controller's channel"
+                   : what == vmbus::Teardown::gpadl ? "tearing down a GPADL"
+                                                    : "UNLOAD");
+    });
 }
 
 bool vmbus_devices()
 {
-    hv::Info info;
-    if (!hv::detect(info))
-        return host_error("Hyper-V detection");
-    if (!(info.features & hv::feature_synic)) {
-        hv::fail("CPUID 0x40000003 EAX=0x%x has no SynIC", info.features);
-        return host_error("Hyper-V detection");
-    }
-    uint64_t tsc_hz = 0, apic_hz = 0;
-    if ((info.features & hv::feature_frequency_msrs) && (info.misc & hv::misc_frequency_msrs_available)) {
-        tsc_hz = kit::rdmsr(hv::msr_tsc_frequency);
-        apic_hz = kit::rdmsr(hv::msr_apic_frequency);
-    }
-    hv::time_init(tsc_hz ? tsc_hz : kit::tsc_hz());
-    hv::start_wakeup_timer(wakeup_vector, apic_hz);
-
-    kit::wrmsr(hv::msr_guest_os_id, hv::linux_guest_os_id(6, 1, 0));
-    if (!hv::enable_hypercalls())
-        return host_error("hypercall page");
-    hv::SynicConfig synic;
-    synic.sint = vmbus::message_sint;
-    synic.vector = vmbus::callback_vector;
-    if (!hv::synic_enable(synic))
-        return host_error("SynIC");
-    vmbus::set_verbose(false);
-    if (!vmbus::init(static_cast<uint32_t>(kit::rdmsr(hv::msr_vp_index))))
-        return host_error("VMBus pages");
-    if (!vmbus::connect(message_timeout_ms))
-        return host_error("connect");
-    if (!vmbus::request_offers(message_timeout_ms)) {
-        host_error("request offers");
-        vmbus_cleanup();
+    vmbus::Session session;
+    session.pool = g_pool;
+    session.pool_pages = pool_pages;
+    session.mask_pics = false;
+    session.timeout_ms = message_timeout_ms;
+    if (!vmbus::start(session)) {
+        if (session.failed == vmbus::Step::no_synic)
+            hv::fail("CPUID 0x40000003 EAX=0x%x has no SynIC", session.info.features);
+        host_error(vmbus::step_name(session.failed));
+        vmbus_cleanup(); // connected (the offers failed): UNLOAD; nothing before that
         return false;
     }
 
@@ -620,8 +597,6 @@ extern "C" void guest_main(const kit::StartInfo* start)
     // VMBus devices and storage: generation 2 only (generation 1 has no VMBus in its DSDT).
     bool devices_ok = true;
     if (vmbus) {
-        kit::run_in_ring3([](void*) { __builtin_memset(g_pool, 0, sizeof g_pool); }, nullptr);
-        hv::pages_init(g_pool, pool_pages);
         devices_ok = vmbus_devices();
         hv::stop_wakeup_timer();
     }

@@ -12,6 +12,39 @@ namespace {
 Bus g_bus;
 bool g_verbose = true;
 
+// What close_all() closes: the channels open (in opening order) and the GPADLs of create_gpadl.
+Channel* g_channels[max_offers];
+unsigned g_channel_count = 0;
+struct TrackedGpadl {
+    uint32_t relid, handle;
+};
+TrackedGpadl g_gpadls[max_tracked_gpadls];
+unsigned g_gpadl_count = 0;
+
+void untrack_channel(const Channel& ch)
+{
+    for (unsigned i = 0; i < g_channel_count; ++i) {
+        if (g_channels[i] == &ch) {
+            for (unsigned j = i + 1; j < g_channel_count; ++j)
+                g_channels[j - 1] = g_channels[j];
+            --g_channel_count;
+            return;
+        }
+    }
+}
+
+void untrack_gpadl(uint32_t relid, uint32_t handle)
+{
+    for (unsigned i = 0; i < g_gpadl_count; ++i) {
+        if (g_gpadls[i].relid == relid && g_gpadls[i].handle == handle) {
+            for (unsigned j = i + 1; j < g_gpadl_count; ++j)
+                g_gpadls[j - 1] = g_gpadls[j];
+            --g_gpadl_count;
+            return;
+        }
+    }
+}
+
 template <class T> T load(const uint8_t* p)
 {
     T v;
@@ -278,7 +311,10 @@ const Offer* find_offer(const Guid& type)
     return nullptr;
 }
 
-bool create_gpadl(uint32_t relid, const void* buf, uint32_t pages, uint32_t& handle, uint64_t timeout_ms)
+namespace {
+
+// create_gpadl / teardown_gpadl without close_all()'s list (a channel's ring GPADL is the channel's).
+bool gpadl_create(uint32_t relid, const void* buf, uint32_t pages, uint32_t& handle, uint64_t timeout_ms)
 {
     if (pages == 0)
         return hv::fail("gpadl: zero pages");
@@ -327,7 +363,7 @@ bool create_gpadl(uint32_t relid, const void* buf, uint32_t pages, uint32_t& han
     return true;
 }
 
-bool teardown_gpadl(uint32_t relid, uint32_t handle, uint64_t timeout_ms)
+bool gpadl_teardown(uint32_t relid, uint32_t handle, uint64_t timeout_ms)
 {
     Out m(msg_gpadl_teardown);
     store<uint32_t>(m.b + 8, relid);
@@ -347,9 +383,33 @@ bool teardown_gpadl(uint32_t relid, uint32_t handle, uint64_t timeout_ms)
     return true;
 }
 
+} // namespace
+
+bool create_gpadl(uint32_t relid, const void* buf, uint32_t pages, uint32_t& handle, uint64_t timeout_ms)
+{
+    if (g_gpadl_count == max_tracked_gpadls)
+        return hv::fail("gpadl: %u GPADLs created and not torn down already (the kit's cleanup list is full)",
+                        max_tracked_gpadls);
+    if (!gpadl_create(relid, buf, pages, handle, timeout_ms))
+        return false;
+    g_gpadls[g_gpadl_count++] = {relid, handle};
+    return true;
+}
+
+bool teardown_gpadl(uint32_t relid, uint32_t handle, uint64_t timeout_ms)
+{
+    untrack_gpadl(relid, handle);
+    return gpadl_teardown(relid, handle, timeout_ms);
+}
+
 bool open_channel(Channel& ch, const Offer& offer, uint32_t send_pages, uint32_t recv_pages, uint64_t timeout_ms,
                   const char* name)
 {
+    bool tracked = false;
+    for (unsigned i = 0; i < g_channel_count; ++i)
+        tracked |= g_channels[i] == &ch;
+    if (!tracked && g_channel_count == max_offers)
+        return hv::fail("channel %s: %u channels open already (the kit's cleanup list is full)", name, max_offers);
     ch.offer = offer;
     ch.name = name;
     ch.send_pages = send_pages;
@@ -358,7 +418,7 @@ bool open_channel(Channel& ch, const Offer& offer, uint32_t send_pages, uint32_t
     if (!ch.ring_pages)
         return false;
     // Linux (__vmbus_open): the GPADL first, then hv_ringbuffer_init of both rings, then OPENCHANNEL.
-    if (!create_gpadl(offer.relid, ch.ring_pages, send_pages + recv_pages, ch.gpadl, timeout_ms))
+    if (!gpadl_create(offer.relid, ch.ring_pages, send_pages + recv_pages, ch.gpadl, timeout_ms))
         return false;
     ring_init(ch.out, ch.ring_pages, send_pages);
     ring_init(ch.in, ch.ring_pages + send_pages * 4096, recv_pages);
@@ -383,6 +443,8 @@ bool open_channel(Channel& ch, const Offer& offer, uint32_t send_pages, uint32_t
     if (r_status != 0)
         return hv::fail("%s: OPENCHANNEL_RESULT status expected 0, got 0x%x", step, r_status);
     ch.open = true;
+    if (!tracked)
+        g_channels[g_channel_count++] = &ch;
     if (g_verbose)
         line("channel %s open relid=%u gpadl=0x%x ring=%u+%u pages", name, offer.relid, ch.gpadl, send_pages,
              recv_pages);
@@ -394,13 +456,14 @@ bool close_channel(Channel& ch, uint64_t timeout_ms)
     if (!ch.open)
         return true;
     ch.open = false;
+    untrack_channel(ch);
     Out m(msg_close);
     store<uint32_t>(m.b + 8, ch.offer.relid);
     if (!post(m.b, 12, "channel close"))
         return false;
     if (g_verbose)
         line("channel %s relid=%u closed", ch.name, ch.offer.relid);
-    return teardown_gpadl(ch.offer.relid, ch.gpadl, timeout_ms);
+    return gpadl_teardown(ch.offer.relid, ch.gpadl, timeout_ms);
 }
 
 bool signal(Channel& ch)
@@ -473,6 +536,34 @@ bool unload(uint64_t timeout_ms)
         if (g_verbose)
             line("unload: ignoring %s (type %u, %u bytes)", message_name(type), type, r.size);
     }
+}
+
+bool close_all(uint64_t timeout_ms, TeardownReport report)
+{
+    bool ok = true;
+    auto failed = [&](Teardown what) {
+        if (report)
+            report(what);
+        ok = false;
+    };
+    // close_channel and teardown_gpadl take their entries off the lists: work on copies.
+    Channel* channels[max_offers];
+    unsigned channel_count = g_channel_count;
+    __builtin_memcpy(channels, g_channels, sizeof channels[0] * channel_count);
+    for (unsigned i = 0; i < channel_count; ++i)
+        if (channels[i]->open && !close_channel(*channels[i], timeout_ms))
+            failed(Teardown::channel);
+    g_channel_count = 0;
+    TrackedGpadl gpadls[max_tracked_gpadls];
+    unsigned gpadl_count = g_gpadl_count;
+    __builtin_memcpy(gpadls, g_gpadls, sizeof gpadls[0] * gpadl_count);
+    for (unsigned i = 0; i < gpadl_count; ++i)
+        if (!teardown_gpadl(gpadls[i].relid, gpadls[i].handle, timeout_ms))
+            failed(Teardown::gpadl);
+    g_gpadl_count = 0;
+    if (g_bus.version && !unload(timeout_ms))
+        failed(Teardown::unload);
+    return ok;
 }
 
 } // namespace kit::vmbus

@@ -148,9 +148,11 @@ bool expect(uint32_t type, uint32_t min_size, hv::Message& out, uint64_t timeout
 bool poll_message(hv::Message& out);
 
 // GPADL over `pages` physically contiguous pages at buf (one range, byte offset 0), split into a
-// GPADL_HEADER with up to 26 PFNs and GPADL_BODY messages with up to 28, then GPADL_CREATED.
+// GPADL_HEADER with up to 26 PFNs and GPADL_BODY messages with up to 28, then GPADL_CREATED. A GPADL created
+// here stays on close_all()'s list until teardown_gpadl() (which takes it off first, whatever the host says).
 bool create_gpadl(uint32_t relid, const void* buf, uint32_t pages, uint32_t& handle, uint64_t timeout_ms);
 bool teardown_gpadl(uint32_t relid, uint32_t handle, uint64_t timeout_ms);
+inline constexpr unsigned max_tracked_gpadls = 32; // created with create_gpadl and not torn down, at once
 
 struct Channel {
     Offer offer{};
@@ -164,10 +166,11 @@ struct Channel {
     const char* name = "";
 };
 // vmbus_open: allocates the ring pages, GPADL, initialises both rings, OPENCHANNEL (openid = relid,
-// downstream page offset = send_pages, target_vp) and waits for OPEN_RESULT status 0.
+// downstream page offset = send_pages, target_vp) and waits for OPEN_RESULT status 0. An open channel is on
+// close_all()'s list (the Channel must stay where it is while open) until close_channel().
 bool open_channel(Channel& ch, const Offer& offer, uint32_t send_pages, uint32_t recv_pages, uint64_t timeout_ms,
                   const char* name);
-// vmbus_close_internal: CLOSECHANNEL, then the ring GPADL's teardown.
+// vmbus_close_internal: CLOSECHANNEL, then the ring GPADL's teardown (nothing when the channel is not open).
 bool close_channel(Channel& ch, uint64_t timeout_ms);
 // vmbus_setevent: the monitor page bit when the offer allocated a monitor id, else (interrupt page bit for
 // shared-interrupt channels and) HvSignalEvent on the offer's connection id.
@@ -182,5 +185,14 @@ ReadResult receive(Channel& ch, void* buf, uint32_t buflen, Packet& packet);
 
 // UNLOAD, then wait for UNLOAD_RESPONSE (other messages in between are consumed and reported).
 bool unload(uint64_t timeout_ms);
+
+// What close_all() was doing when something failed.
+enum class Teardown : uint8_t { channel, gpadl, unload };
+using TeardownReport = void (*)(Teardown what);
+// Whatever is open, closed like Linux's unload: every channel still open (close_channel, in the order they
+// were opened), every GPADL of create_gpadl not torn down (teardown_gpadl), then UNLOAD when connected. A
+// failure is passed to `report` (nullptr: none) with hv::error() saying what, and the rest goes on; returns
+// whether everything went through. timeout_ms: per host answer.
+bool close_all(uint64_t timeout_ms, TeardownReport report);
 
 } // namespace kit::vmbus

@@ -3,11 +3,13 @@
 // sd's / sr's probes; io_checks.cc: the data checks). See main.cc for what the guest does.
 #pragma once
 
+#include "kit/cmdline.h"
 #include "kit/format.h"
 #include "kit/hyperv.h"
 #include "kit/kit.h"
 #include "kit/storvsc.h"
 #include "kit/vmbus.h"
+#include "kit/vmbus_session.h"
 
 namespace storvsc_client {
 

@@ -78,8 +78,6 @@ unsigned g_ctrl_count = 0;
 namespace {
 
 constexpr uint64_t message_timeout_ms = 10000;
-constexpr uint64_t cleanup_timeout_ms = 3000;
-constexpr uint8_t wakeup_vector = 0xee;
 
 // Pages for the kit (rings, SynIC, hypercall, interrupt and monitor pages): in the kit's NOLOAD .stack section
 // too; the pool is zeroed in ring 3 (native speed) before use.
@@ -87,88 +85,41 @@ constexpr size_t pool_pages = max_controllers * 2 * sv::ring_pages + 16;
 alignas(4096) __attribute__((section(".stack"))) uint8_t g_pool[pool_pages * 4096];
 
 // ---- options ----
-bool token_word(const char* t, unsigned n, const char* key, const char*& word, unsigned& len)
-{
-    unsigned k = 0;
-    for (; key[k]; ++k)
-        if (k >= n || t[k] != key[k])
-            return false;
-    word = t + k;
-    len = n - k;
-    return true;
-}
-
-bool token_value(const char* t, unsigned n, const char* key, uint64_t& value)
-{
-    const char* w;
-    unsigned len;
-    if (!token_word(t, n, key, w, len) || len == 0)
-        return false;
-    uint64_t v = 0;
-    for (unsigned i = 0; i < len; ++i) {
-        if (w[i] < '0' || w[i] > '9')
-            return false;
-        v = v * 10 + static_cast<uint64_t>(w[i] - '0');
-    }
-    value = v;
-    return true;
-}
-
-bool same(const char* w, unsigned n, const char* s)
-{
-    unsigned i = 0;
-    for (; i < n && s[i]; ++i)
-        if (w[i] != s[i])
-            return false;
-    return i == n && !s[i];
-}
-
 bool parse_cmdline(const char* s)
 {
-    if (!s)
-        return true;
-    while (*s) {
-        while (*s == ' ' || *s == '\t' || *s == '\n')
-            ++s;
-        const char* t = s;
-        while (*s && *s != ' ' && *s != '\t' && *s != '\n')
-            ++s;
-        unsigned n = static_cast<unsigned>(s - t);
-        if (n == 0)
-            break;
+    for (cmdline::Reader r(s); r.next();) {
         uint64_t v;
-        const char* w;
-        unsigned wl;
-        if (token_word(t, n, "pattern=", w, wl)) {
-            if (same(w, wl, "lba"))
+        cmdline::Word w;
+        if (r.value("pattern=", w)) {
+            if (w.is("lba"))
                 g_opt.pattern = true;
-            else if (same(w, wl, "none"))
+            else if (w.is("none"))
                 g_opt.pattern = false;
             else
                 return hv::fail("command line: pattern: expected lba or none");
-        } else if (token_value(t, n, "write=", v)) {
+        } else if (r.number("write=", v)) {
             g_opt.write = v != 0;
-        } else if (token_value(t, n, "qd=", v)) {
+        } else if (r.number("qd=", v)) {
             if (v < 1 || v > max_qd)
                 return hv::fail("command line: qd=%lu: expected 1..%u", v, max_qd);
             g_opt.qd = static_cast<unsigned>(v);
-        } else if (token_value(t, n, "chunk=", v)) {
+        } else if (r.number("chunk=", v)) {
             if (v == 0 || v % 4096 || v > max_chunk)
                 return hv::fail("command line: chunk=%lu: expected a multiple of 4096 up to %u", v, max_chunk);
             g_opt.chunk = static_cast<uint32_t>(v);
-        } else if (token_value(t, n, "expect_luns=", v)) {
+        } else if (r.number("expect_luns=", v)) {
             g_opt.expect_luns = static_cast<int>(v);
-        } else if (token_word(t, n, "iso_file=", w, wl)) {
-            if (wl == 0 || wl >= sizeof g_opt.iso_file)
+        } else if (r.value("iso_file=", w)) {
+            if (w.length == 0 || w.length >= sizeof g_opt.iso_file)
                 return hv::fail("command line: iso_file: expected 1..%u characters",
                                 unsigned{sizeof g_opt.iso_file} - 1);
-            __builtin_memcpy(g_opt.iso_file, w, wl);
-            g_opt.iso_file[wl] = '\0';
-        } else if (token_value(t, n, "reset=", v)) {
+            __builtin_memcpy(g_opt.iso_file, w.text, w.length);
+            g_opt.iso_file[w.length] = '\0';
+        } else if (r.number("reset=", v)) {
             g_opt.reset = v != 0;
-        } else if (token_value(t, n, "trace=", v)) {
+        } else if (r.number("trace=", v)) {
             g_opt.trace = v != 0;
-        } else if (token_value(t, n, "timeout=", v) && v > 0) {
+        } else if (r.number("timeout=", v) && v > 0) {
             g_opt.timeout_s = static_cast<unsigned>(v);
         }
     }
@@ -179,40 +130,15 @@ bool parse_cmdline(const char* s)
 // Ring 3 code bails out of any depth with a longjmp back to the ring-3 entry (which returns to ring 0).
 void* g_bail[5];
 bool g_in_ring3 = false;
-bool g_cleaning = false;
-
-bool cleanup()
-{
-    if (g_cleaning)
-        return false;
-    g_cleaning = true;
-    bool ok = true;
-    for (unsigned i = 0; i < g_ctrl_count; ++i) {
-        if (g_ctrl[i].channel.open && !sv::close(g_ctrl[i], cleanup_timeout_ms)) {
-            line("cleanup: %s", hv::error());
-            ok = false;
-        }
-    }
-    if (vmbus::bus().version && !vmbus::unload(cleanup_timeout_ms)) {
-        line("cleanup: %s", hv::error());
-        ok = false;
-    }
-    return ok;
-}
 
 } // namespace
 
+// In ring 0: the controllers' channels closed and UNLOAD (vmbus::close_all, when connected), then the result.
 [[noreturn]] void fail_now()
 {
     if (g_in_ring3)
         __builtin_longjmp(g_bail, 1);
-    static char reason[320];
-    format(reason, sizeof reason, "%s", hv::error());
-    if (!g_cleaning && vmbus::bus().version) {
-        line("failed: %s", reason);
-        cleanup();
-    }
-    finish(false, reason);
+    vmbus::finish_fail();
 }
 
 void failf(const char* fmt, ...)
@@ -305,41 +231,15 @@ using namespace storvsc_client;
 
 extern "C" void guest_main(const kit::StartInfo* start_info)
 {
-    const char* cmdline = nullptr;
-    if (start_info && start_info->magic == vmgen::protocols::pvh::start_info_magic && start_info->cmdline_paddr)
-        cmdline = reinterpret_cast<const char*>(start_info->cmdline_paddr);
-    need(parse_cmdline(cmdline));
+    need(parse_cmdline(cmdline::get(start_info)));
     line("storvsc_client pattern=%s write=%u qd=%u chunk=%u expect_luns=%d iso_file=%s reset=%u timeout=%us",
          g_opt.pattern ? "lba" : "none", g_opt.write ? 1u : 0u, g_opt.qd, g_opt.chunk, g_opt.expect_luns,
          g_opt.iso_file, g_opt.reset ? 1u : 0u, g_opt.timeout_s);
-    run_in_ring3([](void*) { __builtin_memset(g_pool, 0, sizeof g_pool); }, nullptr);
-    hv::pages_init(g_pool, pool_pages);
-
-    hv::Info info;
-    need(hv::detect(info));
-    if (!(info.features & hv::feature_synic))
-        need(hv::fail("detect: no SynIC (CPUID 0x40000003 EAX=0x%x): no VMBus", info.features));
-    uint64_t tsc_hz = 0, apic_hz = 0;
-    if ((info.features & hv::feature_frequency_msrs) && (info.misc & hv::misc_frequency_msrs_available)) {
-        tsc_hz = rdmsr(hv::msr_tsc_frequency);
-        apic_hz = rdmsr(hv::msr_apic_frequency);
-    }
-    hv::time_init(tsc_hz ? tsc_hz : kit::tsc_hz());
-    outb(0x21, 0xff); // 8259s masked
-    outb(0xa1, 0xff);
-    hv::start_wakeup_timer(wakeup_vector, apic_hz);
-
-    wrmsr(hv::msr_guest_os_id, hv::linux_guest_os_id(6, 1, 0));
-    need(hv::enable_hypercalls());
-    hv::SynicConfig synic;
-    synic.sint = vmbus::message_sint;
-    synic.vector = vmbus::callback_vector;
-    need(hv::synic_enable(synic));
-
-    vmbus::set_verbose(false);
-    need(vmbus::init(static_cast<uint32_t>(rdmsr(hv::msr_vp_index))));
-    need(vmbus::connect(message_timeout_ms));
-    need(vmbus::request_offers(message_timeout_ms));
+    vmbus::Session session;
+    session.pool = g_pool;
+    session.pool_pages = pool_pages;
+    session.timeout_ms = message_timeout_ms;
+    need(vmbus::start(session));
     uint32_t version = vmbus::bus().version;
     line("vmbus version=%u.%u offers=%u", version >> 16, version & 0xffff, vmbus::bus().offer_count);
 
@@ -371,10 +271,8 @@ extern "C" void guest_main(const kit::StartInfo* start_info)
     char secs[32];
     seconds_text(rdtsc() - start, secs);
     line("ring3 seconds=%s gate_calls=%lu sint_interrupts=%lu", secs, ring3_gate_calls(), hv::sint_interrupts());
-    hv::start_wakeup_timer(wakeup_vector, apic_hz);
+    vmbus::restart_wakeup_timer(session);
     if (!g_ring3_pass)
         fail_now();
-    if (!cleanup())
-        fail_now();
-    finish(true);
+    vmbus::finish_pass();
 }

@@ -18,10 +18,12 @@
 //     power off; `noshutdown`: pass right after the negotiations (and `heartbeats=N` heartbeats if given);
 //  9. before powering off (also after a failure): CLOSECHANNEL + GPADL teardown of each channel, UNLOAD.
 // A missing or wrong host answer ends in "result FAIL <step>: expected ..., got ..." (never a hang).
+#include "kit/cmdline.h"
 #include "kit/format.h"
 #include "kit/hyperv.h"
 #include "kit/kit.h"
 #include "kit/vmbus.h"
+#include "kit/vmbus_session.h"
 
 namespace {
 
@@ -29,7 +31,6 @@ using namespace kit;
 
 constexpr uint64_t message_timeout_ms = 10000;
 constexpr uint64_t negotiate_timeout_ms = 30000;
-constexpr uint64_t cleanup_timeout_ms = 3000;
 constexpr uint8_t wakeup_vector = 0xee;
 
 // hv_util.c: HV_UTIL_RING_SEND_SIZE = VMBUS_RING_SIZE(3 pages) = 1 control page + 3 data pages.
@@ -50,55 +51,16 @@ struct Options {
     unsigned timeout_s = 60;
 } g_opt;
 
-bool token_is(const char* t, unsigned n, const char* word)
-{
-    unsigned i = 0;
-    for (; i < n && word[i]; ++i)
-        if (t[i] != word[i])
-            return false;
-    return i == n && !word[i];
-}
-
-bool token_value(const char* t, unsigned n, const char* key, unsigned& value)
-{
-    unsigned k = 0;
-    while (key[k]) {
-        if (k >= n || t[k] != key[k])
-            return false;
-        ++k;
-    }
-    unsigned v = 0;
-    if (k == n)
-        return false;
-    for (; k < n; ++k) {
-        if (t[k] < '0' || t[k] > '9')
-            return false;
-        v = v * 10 + static_cast<unsigned>(t[k] - '0');
-    }
-    value = v;
-    return true;
-}
-
 void parse_cmdline(const char* s)
 {
-    if (!s)
-        return;
-    while (*s) {
-        while (*s == ' ' || *s == '\t' || *s == '\n')
-            ++s;
-        const char* t = s;
-        while (*s && *s != ' ' && *s != '\t' && *s != '\n')
-            ++s;
-        unsigned n = static_cast<unsigned>(s - t);
-        if (n == 0)
-            break;
+    for (cmdline::Reader r(s); r.next();) {
         unsigned v;
-        if (token_is(t, n, "noshutdown"))
+        if (r.is("noshutdown"))
             g_opt.noshutdown = true;
-        else if (token_value(t, n, "heartbeats=", v)) {
+        else if (r.number("heartbeats=", v)) {
             g_opt.heartbeats = v;
             g_opt.heartbeats_given = true;
-        } else if (token_value(t, n, "timeout=", v) && v > 0)
+        } else if (r.number("timeout=", v) && v > 0)
             g_opt.timeout_s = v;
     }
     if (g_opt.noshutdown && !g_opt.heartbeats_given)
@@ -158,41 +120,10 @@ template <class T> T load(const uint8_t* p)
 }
 template <class T> void store(uint8_t* p, T v) { __builtin_memcpy(p, &v, sizeof v); }
 
-// ---- failure and cleanup ----
-bool g_cleaning = false;
-
-// What Linux does on unload, where cheap: close the channels (CLOSECHANNEL, ring GPADL teardown), UNLOAD.
-// Reports its own problems as lines; returns whether everything went through.
-bool cleanup()
-{
-    if (g_cleaning)
-        return false;
-    g_cleaning = true;
-    bool ok = true;
-    for (Ic* ic : g_ics) {
-        if (ic->ch.open && !vmbus::close_channel(ic->ch, cleanup_timeout_ms)) {
-            line("cleanup: %s", hv::error());
-            ok = false;
-        }
-    }
-    if (vmbus::bus().version && !vmbus::unload(cleanup_timeout_ms)) {
-        line("cleanup: %s", hv::error());
-        ok = false;
-    }
-    return ok;
-}
-
-[[noreturn]] void fail_now()
-{
-    static char reason[320];
-    format(reason, sizeof reason, "%s", hv::error());
-    if (!g_cleaning && vmbus::bus().version) {
-        line("failed: %s", reason);
-        line("cleaning up before the result");
-        cleanup();
-    }
-    finish(false, reason);
-}
+// ---- failure ----
+// vmbus::finish_fail: what Linux does on unload, where cheap (vmbus::close_all: CLOSECHANNEL and ring GPADL
+// teardown of each channel still open, UNLOAD), then the result.
+[[noreturn]] void fail_now() { vmbus::finish_fail("cleaning up before the result"); }
 
 void check(bool ok)
 {
@@ -427,19 +358,14 @@ void delay_us_hv(uint64_t us)
          g_shutdown.negotiated ? "negotiated" : (g_shutdown.offered ? "open" : "not-offered"),
          g_heartbeat.negotiated ? "negotiated" : (g_heartbeat.offered ? "open" : "not-offered"),
          g_heartbeat.heartbeats, hv::sint_interrupts());
-    if (!cleanup())
-        fail_now();
-    finish(true);
+    vmbus::finish_pass();
 }
 
 } // namespace
 
 extern "C" void guest_main(const kit::StartInfo* start_info)
 {
-    const char* cmdline = nullptr;
-    if (start_info && start_info->magic == vmgen::protocols::pvh::start_info_magic && start_info->cmdline_paddr)
-        cmdline = reinterpret_cast<const char*>(start_info->cmdline_paddr);
-    parse_cmdline(cmdline);
+    parse_cmdline(cmdline::get(start_info));
     line("vmbus_client mode=%s heartbeats=%u timeout=%us", g_opt.noshutdown ? "noshutdown" : "shutdown",
          g_opt.heartbeats, g_opt.timeout_s);
     hv::pages_init(g_pool, pool_pages);

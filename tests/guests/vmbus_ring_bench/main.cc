@@ -33,19 +33,19 @@
 // 4096), mode=unbatched|batched (default: both), packets=N (default 100000 at <= 256 bytes, else 20000; 0: only
 // setup and teardown, the baseline of exit counts), window=N, ring=KIB, calibrate=KIND, count=N.
 // Ends with CLOSECHANNEL, GPADL teardown, UNLOAD and "result PASS".
+#include "kit/cmdline.h"
 #include "kit/format.h"
 #include "kit/hyperv.h"
 #include "kit/kit.h"
 #include "kit/vmbus.h"
+#include "kit/vmbus_session.h"
 
 namespace {
 
 using namespace kit;
 
 constexpr uint64_t message_timeout_ms = 10000;
-constexpr uint64_t cleanup_timeout_ms = 3000;
 constexpr uint64_t case_timeout_s = 60;
-constexpr uint8_t wakeup_vector = 0xee;
 constexpr uint32_t max_payload = 8192;
 constexpr unsigned max_ring_kib = 1024;
 
@@ -71,8 +71,7 @@ struct Options {
     uint64_t packets = 0;
     uint32_t window = 0;
     uint32_t ring_kib = 256;
-    const char* calibrate = nullptr;
-    unsigned calibrate_len = 0;
+    cmdline::Word calibrate; // text nullptr: none
     uint64_t count = 10000;
 } g_opt;
 
@@ -82,129 +81,49 @@ uint64_t g_tsc_hz = 0;
 
 // ---- command line ----
 
-bool token_value(const char* t, unsigned n, const char* key, uint64_t& value)
-{
-    unsigned k = 0;
-    for (; key[k]; ++k)
-        if (k >= n || t[k] != key[k])
-            return false;
-    if (k == n)
-        return false;
-    uint64_t v = 0;
-    for (; k < n; ++k) {
-        if (t[k] < '0' || t[k] > '9')
-            return false;
-        v = v * 10 + static_cast<uint64_t>(t[k] - '0');
-    }
-    value = v;
-    return true;
-}
-
-bool token_word(const char* t, unsigned n, const char* key, const char*& word, unsigned& len)
-{
-    unsigned k = 0;
-    for (; key[k]; ++k)
-        if (k >= n || t[k] != key[k])
-            return false;
-    word = t + k;
-    len = n - k;
-    return true;
-}
-
-bool same(const char* w, unsigned n, const char* s)
-{
-    unsigned i = 0;
-    for (; i < n && s[i]; ++i)
-        if (w[i] != s[i])
-            return false;
-    return i == n && !s[i];
-}
-
 bool parse_cmdline(const char* s)
 {
-    if (!s)
-        return true;
-    while (*s) {
-        while (*s == ' ' || *s == '\t' || *s == '\n')
-            ++s;
-        const char* t = s;
-        while (*s && *s != ' ' && *s != '\t' && *s != '\n')
-            ++s;
-        unsigned n = static_cast<unsigned>(s - t);
-        if (n == 0)
-            break;
+    for (cmdline::Reader r(s); r.next();) {
         uint64_t v;
-        const char* w;
-        unsigned wl;
-        if (token_value(t, n, "size=", v)) {
+        cmdline::Word w;
+        if (r.number("size=", v)) {
             if (v == 0 || v % 8 || v > max_payload)
                 return hv::fail("size=%lu: expected a multiple of 8 in 8..%u", v, max_payload);
             g_opt.size = static_cast<uint32_t>(v);
-        } else if (token_value(t, n, "packets=", v)) {
+        } else if (r.number("packets=", v)) {
             g_opt.packets = v;
             g_opt.packets_given = true;
-        } else if (token_value(t, n, "window=", v)) {
+        } else if (r.number("window=", v)) {
             g_opt.window = static_cast<uint32_t>(v);
-        } else if (token_value(t, n, "ring=", v)) {
+        } else if (r.number("ring=", v)) {
             if (v < 16 || v > max_ring_kib || v % 4)
                 return hv::fail("ring=%lu: expected KiB, a multiple of 4 in 16..%u", v, max_ring_kib);
             g_opt.ring_kib = static_cast<uint32_t>(v);
-        } else if (token_value(t, n, "count=", v)) {
+        } else if (r.number("count=", v)) {
             g_opt.count = v;
-        } else if (token_word(t, n, "mode=", w, wl)) {
+        } else if (r.value("mode=", w)) {
             g_opt.mode = -1;
             for (int m = 0; m < 3; ++m)
-                if (same(w, wl, mode_names[m]))
+                if (w.is(mode_names[m]))
                     g_opt.mode = m;
             if (g_opt.mode < 0)
                 return hv::fail("mode: expected unbatched, batched or pipelined");
-        } else if (token_word(t, n, "calibrate=", w, wl)) {
-            if (!same(w, wl, "portio") && !same(w, wl, "gate") && !same(w, wl, "hypercall") &&
-                !same(w, wl, "signal"))
+        } else if (r.value("calibrate=", w)) {
+            if (!w.is("portio") && !w.is("gate") && !w.is("hypercall") && !w.is("signal"))
                 return hv::fail("calibrate: expected portio, gate, hypercall or signal");
             g_opt.calibrate = w;
-            g_opt.calibrate_len = wl;
         }
     }
     return true;
 }
 
-// ---- failure and cleanup ----
+// ---- failure ----
 
-bool g_cleaning = false;
-
-bool cleanup()
-{
-    if (g_cleaning)
-        return false;
-    g_cleaning = true;
-    bool ok = true;
-    if (g_ch.open && !vmbus::close_channel(g_ch, cleanup_timeout_ms)) {
-        line("cleanup: %s", hv::error());
-        ok = false;
-    }
-    if (vmbus::bus().version && !vmbus::unload(cleanup_timeout_ms)) {
-        line("cleanup: %s", hv::error());
-        ok = false;
-    }
-    return ok;
-}
-
-[[noreturn]] void fail_now()
-{
-    static char reason[320];
-    format(reason, sizeof reason, "%s", hv::error());
-    if (!g_cleaning && vmbus::bus().version) {
-        line("failed: %s", reason);
-        cleanup();
-    }
-    finish(false, reason);
-}
-
+// vmbus::finish_fail: the channel closed and UNLOAD (when connected), then the result.
 void check(bool ok)
 {
     if (!ok)
-        fail_now();
+        vmbus::finish_fail();
 }
 
 // ---- the gate's ring-0 side ----
@@ -473,7 +392,7 @@ void calibrate()
     static Calibration c;
     const char* names[] = {"portio", "gate", "hypercall", "signal"};
     for (int k = 0; k < 4; ++k)
-        if (same(g_opt.calibrate, g_opt.calibrate_len, names[k]))
+        if (g_opt.calibrate.is(names[k]))
             c.kind = k;
     c.count = g_opt.count;
     run_in_ring3(ring3_calibrate, &c);
@@ -488,43 +407,14 @@ void calibrate()
 
 extern "C" void guest_main(const kit::StartInfo* start_info)
 {
-    const char* cmdline = nullptr;
-    if (start_info && start_info->magic == vmgen::protocols::pvh::start_info_magic && start_info->cmdline_paddr)
-        cmdline = reinterpret_cast<const char*>(start_info->cmdline_paddr);
-    check(parse_cmdline(cmdline));
-    run_in_ring3([](void*) { __builtin_memset(g_pool, 0, sizeof g_pool); }, nullptr);
-    hv::pages_init(g_pool, pool_pages);
-
-    hv::Info info;
-    check(hv::detect(info));
-    if (!(info.features & hv::feature_synic))
-        check(hv::fail("detect: no SynIC (CPUID 0x40000003 EAX=0x%x): no VMBus", info.features));
-    uint64_t apic_hz = 0;
-    if ((info.features & hv::feature_frequency_msrs) && (info.misc & hv::misc_frequency_msrs_available)) {
-        g_tsc_hz = rdmsr(hv::msr_tsc_frequency);
-        apic_hz = rdmsr(hv::msr_apic_frequency);
-    }
-    const char* clock = "msr";
-    if (!g_tsc_hz) {
-        g_tsc_hz = kit::tsc_hz();
-        clock = "cpuid";
-    }
-    hv::time_init(g_tsc_hz);
-    outb(0x21, 0xff); // 8259s masked
-    outb(0xa1, 0xff);
-    hv::start_wakeup_timer(wakeup_vector, apic_hz);
-
-    wrmsr(hv::msr_guest_os_id, hv::linux_guest_os_id(6, 1, 0));
-    check(hv::enable_hypercalls());
-    hv::SynicConfig synic;
-    synic.sint = vmbus::message_sint;
-    synic.vector = vmbus::callback_vector;
-    check(hv::synic_enable(synic));
-
-    vmbus::set_verbose(false);
-    check(vmbus::init(static_cast<uint32_t>(rdmsr(hv::msr_vp_index))));
-    check(vmbus::connect(message_timeout_ms));
-    check(vmbus::request_offers(message_timeout_ms));
+    check(parse_cmdline(cmdline::get(start_info)));
+    vmbus::Session session;
+    session.pool = g_pool;
+    session.pool_pages = pool_pages;
+    session.timeout_ms = message_timeout_ms;
+    check(vmbus::start(session));
+    g_tsc_hz = session.tsc_hz;
+    const char* clock = session.tsc_hz_from_msr ? "msr" : "cpuid";
     const vmbus::Offer* offer = vmbus::find_offer(class_echo);
     if (!offer)
         check(hv::fail("no echo device offered (class c0ffee00-7e57-4d0c-9a5e-0123456789ab): run vmgen with "
@@ -542,7 +432,7 @@ extern "C" void guest_main(const kit::StartInfo* start_info)
     // No timer interrupts while measuring (they could only stay pending anyway: ring 3 runs with IF = 0).
     hv::stop_wakeup_timer();
 
-    if (g_opt.calibrate) {
+    if (g_opt.calibrate.text) {
         calibrate();
     } else if (!(g_opt.packets_given && g_opt.packets == 0)) {
         const uint32_t sizes_default[] = {64, 4096};
@@ -557,8 +447,6 @@ extern "C" void guest_main(const kit::StartInfo* start_info)
     }
     line("gate calls=%lu ring signals=%lu sint_interrupts=%lu", ring3_gate_calls(), g_signals, hv::sint_interrupts());
 
-    hv::start_wakeup_timer(wakeup_vector, apic_hz);
-    if (!cleanup())
-        fail_now();
-    finish(true);
+    vmbus::restart_wakeup_timer(session);
+    vmbus::finish_pass();
 }
