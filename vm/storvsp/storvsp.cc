@@ -580,9 +580,10 @@ void StorvspController::run_job(Job& job)
         m_stats.bytes_written += srb.data_transfer_length;
     ++m_stats.completions;
     if (job.completion_requested) {
-        send_or_defer_locked(std::move(reply));
+        // Mask the guest's signals before it can see the completion: its next command then rides on the poll.
         if (m_channel != nullptr)
             m_channel->poll_for_packets(m_options.poll_window);
+        send_or_defer_locked(std::move(reply));
     }
     if (job.busy)
         job.busy->fetch_sub(1);
