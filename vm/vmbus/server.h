@@ -44,6 +44,8 @@ inline constexpr size_t max_gpadls = 1024;
 class VmbusServer final : public VmbusHostSide {
 public:
     VmbusServer(const GuestMemory& memory, SynicGuestSide& synic);
+    // Closes every open channel (Device::on_close) but does not call Device::reset(): a device that outlives the
+    // server (storage controllers survive guest resets) resets itself when its guest is gone.
     ~VmbusServer() override;
     VmbusServer(const VmbusServer&) = delete;
     VmbusServer& operator=(const VmbusServer&) = delete;
