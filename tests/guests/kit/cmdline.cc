@@ -7,10 +7,9 @@ namespace {
 
 bool separator(char c) { return c == ' ' || c == '\t' || c == '\n'; }
 
-template <class T> bool parse_number(const Reader& r, const char* key, T& value)
+template <class T> bool parse_digits(const Word& w, T& value)
 {
-    Word w;
-    if (!r.value(key, w) || w.length == 0)
+    if (w.length == 0)
         return false;
     T v = 0;
     for (unsigned i = 0; i < w.length; ++i) {
@@ -20,6 +19,12 @@ template <class T> bool parse_number(const Reader& r, const char* key, T& value)
     }
     value = v;
     return true;
+}
+
+template <class T> bool parse_number(const Reader& r, const char* key, T& value)
+{
+    Word w;
+    return r.value(key, w) && parse_digits(w, value);
 }
 
 } // namespace
@@ -39,6 +44,8 @@ bool Word::is(const char* s) const
             return false;
     return i == length && !s[i];
 }
+
+bool Word::number(uint64_t& value) const { return parse_digits(*this, value); }
 
 bool Reader::next()
 {

@@ -28,6 +28,8 @@ struct Word {
     const char* text = nullptr;
     unsigned length = 0;
     bool is(const char* s) const; // exactly s
+    // One or more decimal digits and nothing else (no overflow check); the value is not changed when not.
+    bool number(uint64_t& value) const;
 };
 
 class Reader {

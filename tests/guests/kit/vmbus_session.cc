@@ -1,6 +1,8 @@
 // Test-guest kit: a VMBus session (see vmbus_session.h).
 #include "kit/vmbus_session.h"
 
+#include <cstdarg>
+
 #include "kit/cpu.h"
 #include "kit/format.h"
 #include "kit/kit.h"
@@ -10,6 +12,12 @@ namespace kit::vmbus {
 namespace {
 
 bool g_cleaning = false;
+
+// run_ring3's bail-out point.
+void* g_bail[5];
+bool g_in_ring3 = false;
+void (*g_work)() = nullptr;
+bool g_work_returned = false;
 
 struct Region {
     void* p;
@@ -121,6 +129,39 @@ bool cleanup(uint64_t timeout_ms)
         cleanup();
     }
     kit::finish(false, reason);
+}
+
+bool run_ring3(void (*work)())
+{
+    g_work = work;
+    g_work_returned = false;
+    run_in_ring3([](void*) {
+        g_in_ring3 = true;
+        if (__builtin_setjmp(g_bail) == 0) {
+            g_work();
+            g_work_returned = true;
+        }
+        g_in_ring3 = false;
+    }, nullptr);
+    return g_work_returned;
+}
+
+[[noreturn]] void fail_now()
+{
+    if (g_in_ring3)
+        __builtin_longjmp(g_bail, 1);
+    finish_fail();
+}
+
+void failf(const char* fmt, ...)
+{
+    static char text[320];
+    va_list ap;
+    va_start(ap, fmt);
+    vformat(text, sizeof text, fmt, ap);
+    va_end(ap);
+    hv::fail("%s", text);
+    fail_now();
 }
 
 } // namespace kit::vmbus

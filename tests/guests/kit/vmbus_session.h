@@ -62,4 +62,12 @@ bool cleanup(uint64_t timeout_ms = cleanup_timeout_ms);
 // the line `notice` (when given) and cleanup().
 [[noreturn]] void finish_fail(const char* notice = nullptr);
 
+// Ring-3 work that may fail at any depth: run_ring3 runs `work` in ring 3 (kit::run_in_ring3) behind a bail-out
+// point; true when it returned, false when it bailed out (fail_now from ring 3: a longjmp back to the ring-3
+// entry, which returns to ring 0). fail_now outside run_ring3 is finish_fail(). failf: hv::fail(fmt, ...), then
+// fail_now.
+bool run_ring3(void (*work)());
+[[noreturn]] void fail_now();
+[[noreturn]] void failf(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+
 } // namespace kit::vmbus

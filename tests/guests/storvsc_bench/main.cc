@@ -55,13 +55,14 @@
 // fails) [20].
 // qd * bs must fit the 64 MiB of buffers.
 // Ends with CLOSECHANNEL, GPADL teardown, UNLOAD and "result PASS" (or "result FAIL <reason>").
+#include "kit/cmdline.h"
 #include "kit/format.h"
 #include "kit/hyperv.h"
 #include "kit/kit.h"
 #include "kit/storvsc.h"
+#include "kit/timing.h"
 #include "kit/vmbus.h"
-
-#include <cstdarg>
+#include "kit/vmbus_session.h"
 
 namespace {
 
@@ -70,8 +71,6 @@ namespace sv = kit::storvsc;
 namespace wire = vmgen::protocols::vmbus::storvsp;
 
 constexpr uint64_t message_timeout_ms = 10000;
-constexpr uint64_t cleanup_timeout_ms = 3000;
-constexpr uint8_t wakeup_vector = 0xee;
 constexpr unsigned max_qd = 64; // kit::storvsc::max_tags
 constexpr uint32_t max_bs = 2u << 20;
 constexpr uint32_t max_pfns = max_bs / 4096 + 1; // a buffer that starts mid-page needs one more
@@ -101,105 +100,54 @@ struct Options {
     uint64_t timeout_s = 20;
 } g_opt;
 
-bool token_word(const char* t, unsigned n, const char* key, const char*& word, unsigned& len)
-{
-    unsigned k = 0;
-    for (; key[k]; ++k)
-        if (k >= n || t[k] != key[k])
-            return false;
-    word = t + k;
-    len = n - k;
-    return true;
-}
-
-bool token_value(const char* t, unsigned n, const char* key, uint64_t& value, bool& bad)
-{
-    const char* w;
-    unsigned len;
-    if (!token_word(t, n, key, w, len))
-        return false;
-    bad = len == 0;
-    uint64_t v = 0;
-    for (unsigned i = 0; i < len; ++i) {
-        if (w[i] < '0' || w[i] > '9') {
-            bad = true;
-            return true;
-        }
-        v = v * 10 + static_cast<uint64_t>(w[i] - '0');
-    }
-    value = v;
-    return true;
-}
-
-bool same(const char* w, unsigned n, const char* s)
-{
-    unsigned i = 0;
-    for (; i < n && s[i]; ++i)
-        if (w[i] != s[i])
-            return false;
-    return i == n && !s[i];
-}
-
 bool parse_cmdline(const char* s)
 {
-    if (!s)
-        return true;
-    while (*s) {
-        while (*s == ' ' || *s == '\t' || *s == '\n')
-            ++s;
-        const char* t = s;
-        while (*s && *s != ' ' && *s != '\t' && *s != '\n')
-            ++s;
-        unsigned n = static_cast<unsigned>(s - t);
-        if (n == 0)
-            break;
+    for (cmdline::Reader r(s); r.next();) {
         uint64_t v = 0;
-        bool bad = false;
-        const char* w;
-        unsigned wl;
-        if (token_word(t, n, "op=", w, wl)) {
-            if (!same(w, wl, "read") && !same(w, wl, "write"))
+        cmdline::Word w;
+        if (r.value("op=", w)) {
+            if (!w.is("read") && !w.is("write"))
                 return hv::fail("op: expected read or write");
-            g_opt.write = same(w, wl, "write");
-        } else if (token_word(t, n, "pattern=", w, wl)) {
-            if (!same(w, wl, "seq") && !same(w, wl, "rand"))
+            g_opt.write = w.is("write");
+        } else if (r.value("pattern=", w)) {
+            if (!w.is("seq") && !w.is("rand"))
                 return hv::fail("pattern: expected seq or rand");
-            g_opt.random = same(w, wl, "rand");
-        } else if (token_value(t, n, "bs=", v, bad)) {
-            if (bad || v < 512 || v > max_bs || v % 512)
+            g_opt.random = w.is("rand");
+        } else if (r.value("bs=", w)) {
+            if (!w.number(v) || v < 512 || v > max_bs || v % 512)
                 return hv::fail("bs: expected a multiple of 512 in 512..%u", max_bs);
             g_opt.bs = static_cast<uint32_t>(v);
-        } else if (token_value(t, n, "qd=", v, bad)) {
-            if (bad || v < 1 || v > max_qd)
+        } else if (r.value("qd=", w)) {
+            if (!w.number(v) || v < 1 || v > max_qd)
                 return hv::fail("qd: expected 1..%u", max_qd);
             g_opt.qd = static_cast<unsigned>(v);
-        } else if (token_value(t, n, "seconds=", v, bad)) {
-            if (bad || v < 1 || v > 600)
+        } else if (r.value("seconds=", w)) {
+            if (!w.number(v) || v < 1 || v > 600)
                 return hv::fail("seconds: expected 1..600");
             g_opt.seconds = v;
-        } else if (token_value(t, n, "requests=", v, bad)) {
-            if (bad)
+        } else if (r.value("requests=", w)) {
+            if (!w.number(v))
                 return hv::fail("requests: expected a number");
             g_opt.requests = v;
             g_opt.requests_given = true;
-        } else if (token_value(t, n, "seed=", v, bad)) {
-            if (bad)
+        } else if (r.value("seed=", w)) {
+            if (!w.number(v))
                 return hv::fail("seed: expected a number");
             g_opt.seed = v;
-        } else if (token_value(t, n, "span=", v, bad)) {
-            if (bad)
+        } else if (r.value("span=", w)) {
+            if (!w.number(v))
                 return hv::fail("span: expected bytes");
             g_opt.span = v;
-        } else if (token_value(t, n, "batch=", v, bad)) {
-            if (bad || v < 1 || v > max_qd)
+        } else if (r.value("batch=", w)) {
+            if (!w.number(v) || v < 1 || v > max_qd)
                 return hv::fail("batch: expected 1..%u", max_qd);
             g_opt.batch = static_cast<unsigned>(v);
-        } else if (token_word(t, n, "wait=", w, wl)) {
-            if (!same(w, wl, "spin") && !same(w, wl, "halt"))
+        } else if (r.value("wait=", w)) {
+            if (!w.is("spin") && !w.is("halt"))
                 return hv::fail("wait: expected spin or halt");
-            g_opt.halt = same(w, wl, "halt");
-        } else if (token_value(t, n, "timeout=", v, bad)) {
-            if (bad || v < 1)
+            g_opt.halt = w.is("halt");
+        } else if (r.value("timeout=", w)) {
+            if (!w.number(v) || v < 1)
                 return hv::fail("timeout: expected seconds");
             g_opt.timeout_s = v;
         }
@@ -213,43 +161,10 @@ bool parse_cmdline(const char* s)
     return true;
 }
 
-// ---- failure and cleanup ----
-sv::Controller g_ctrl;
-bool g_cleaning = false;
-void* g_bail[5];
-bool g_in_ring3 = false;
-bool g_ring3_pass = false;
-uint64_t g_tsc_hz = 0;
-
-bool cleanup()
-{
-    if (g_cleaning)
-        return false;
-    g_cleaning = true;
-    bool ok = true;
-    if (g_ctrl.channel.open && !sv::close(g_ctrl, cleanup_timeout_ms)) {
-        line("cleanup: %s", hv::error());
-        ok = false;
-    }
-    if (vmbus::bus().version && !vmbus::unload(cleanup_timeout_ms)) {
-        line("cleanup: %s", hv::error());
-        ok = false;
-    }
-    return ok;
-}
-
-[[noreturn]] void fail_now()
-{
-    if (g_in_ring3)
-        __builtin_longjmp(g_bail, 1);
-    static char reason[320];
-    format(reason, sizeof reason, "%s", hv::error());
-    if (!g_cleaning && vmbus::bus().version) {
-        line("failed: %s", reason);
-        cleanup();
-    }
-    finish(false, reason);
-}
+// ---- failure (kit/vmbus_session.h): from ring 3 under vmbus::run_ring3, back to ring 0; then the controller's
+// channel closed and UNLOAD (when connected), "result FAIL <reason>" ----
+using vmbus::fail_now;
+using vmbus::failf;
 
 void need(bool ok)
 {
@@ -257,38 +172,10 @@ void need(bool ok)
         fail_now();
 }
 
-[[noreturn]] void failf(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
-void failf(const char* fmt, ...)
-{
-    static char text[320];
-    va_list ap;
-    va_start(ap, fmt);
-    vformat(text, sizeof text, fmt, ap);
-    va_end(ap);
-    hv::fail("%s", text);
-    fail_now();
-}
+sv::Controller g_ctrl;
+uint64_t g_tsc_hz = 0;
 
 // ---- arithmetic and text ----
-
-// a * b / c with a 128-bit intermediate (the quotient must fit in 64 bits).
-uint64_t muldiv(uint64_t a, uint64_t b, uint64_t c)
-{
-    uint64_t hi, lo;
-    asm("mulq %3" : "=a"(lo), "=d"(hi) : "a"(a), "rm"(b));
-    if (hi >= c)
-        return ~uint64_t { 0 };
-    uint64_t q, r;
-    asm("divq %4" : "=a"(q), "=d"(r) : "a"(lo), "d"(hi), "rm"(c));
-    return q;
-}
-
-// "S.uuuuuu" from ticks.
-void seconds_text(uint64_t ticks, char out[32])
-{
-    uint64_t us = muldiv(ticks, 1000000, g_tsc_hz);
-    format(out, 32, "%lu.%06lu", us / 1000000, us % 1000000);
-}
 
 // "X.Y" for n / 10.
 void tenths_text(uint64_t tenths, char out[32])
@@ -669,19 +556,18 @@ void ring3_work()
              "signals=%lu interrupts=%lu",
             g_disk.block_size, disk_bytes, g_ctrl.version, g_ctrl.properties.max_transfer_bytes, g_ctrl.stats.commands,
             g_ctrl.stats.signals, g_ctrl.stats.host_signals);
-        g_ring3_pass = true;
         return;
     }
     static Result r;
     run_case(r);
     char secs[32], mbps[32];
-    seconds_text(r.ticks, secs);
-    uint64_t bytes_per_s = r.ticks ? muldiv(r.bytes, g_tsc_hz, r.ticks) : 0;
+    seconds_text(r.ticks, g_tsc_hz, secs);
+    uint64_t bytes_per_s = per_second(r.bytes, r.ticks, g_tsc_hz);
     tenths_text(bytes_per_s / 100000, mbps);
-    uint64_t iops = r.ticks ? muldiv(r.requests, g_tsc_hz, r.ticks) : 0;
+    uint64_t iops = per_second(r.requests, r.ticks, g_tsc_hz);
     uint64_t lat_ns = r.requests ? muldiv(r.latency_ticks / r.requests, 1000000000, g_tsc_hz) : 0;
     uint64_t max_lat_ns = muldiv(r.max_latency_ticks, 1000000000, g_tsc_hz);
-    uint64_t ns_per_request = r.requests ? muldiv(r.ticks, 1000000000, g_tsc_hz) / r.requests : 0;
+    uint64_t ns_per_request = ns_per(r.ticks, r.requests, g_tsc_hz);
     char lat[32], max_lat[32];
     tenths_text(lat_ns / 100, lat);
     tenths_text(max_lat_ns / 100, max_lat);
@@ -693,62 +579,21 @@ void ring3_work()
         ns_per_request, g_disk.block_size, disk_bytes, r.span, g_opt.batch, g_opt.halt ? "halt" : "spin", r.halts);
     if (g_ctrl.in_flight)
         failf("%u requests still outstanding at the end", g_ctrl.in_flight);
-    g_ring3_pass = true;
-}
-
-void ring3_entry(void*)
-{
-    g_in_ring3 = true;
-    if (__builtin_setjmp(g_bail) == 0)
-        ring3_work();
-    g_in_ring3 = false;
 }
 
 } // namespace
 
 extern "C" void guest_main(const kit::StartInfo* start_info)
 {
-    const char* cmdline = nullptr;
-    if (start_info && start_info->magic == vmgen::protocols::pvh::start_info_magic && start_info->cmdline_paddr)
-        cmdline = reinterpret_cast<const char*>(start_info->cmdline_paddr);
-    need(parse_cmdline(cmdline));
-    run_in_ring3([](void*) { __builtin_memset(g_pool, 0, sizeof g_pool); }, nullptr);
-    hv::pages_init(g_pool, pool_pages);
-
-    hv::Info info;
-    need(hv::detect(info));
-    if (!(info.features & hv::feature_synic))
-        need(hv::fail("detect: no SynIC (CPUID 0x40000003 EAX=0x%x): no VMBus", info.features));
-    uint64_t apic_hz = 0;
-    if ((info.features & hv::feature_frequency_msrs) && (info.misc & hv::misc_frequency_msrs_available)) {
-        g_tsc_hz = rdmsr(hv::msr_tsc_frequency);
-        apic_hz = rdmsr(hv::msr_apic_frequency);
-    }
-    const char* clock = "msr";
-    if (!g_tsc_hz) {
-        g_tsc_hz = kit::tsc_hz();
-        clock = "cpuid";
-    }
-    hv::time_init(g_tsc_hz);
-    outb(0x21, 0xff); // 8259s masked
-    outb(0xa1, 0xff);
-    hv::start_wakeup_timer(wakeup_vector, apic_hz);
-
-    wrmsr(hv::msr_guest_os_id, hv::linux_guest_os_id(6, 1, 0));
-    need(hv::enable_hypercalls());
-    hv::SynicConfig synic;
-    synic.sint = vmbus::message_sint;
-    synic.vector = vmbus::callback_vector;
-    need(hv::synic_enable(synic));
-
-    vmbus::set_verbose(false);
-    need(vmbus::init(static_cast<uint32_t>(rdmsr(hv::msr_vp_index))));
-    need(vmbus::connect(message_timeout_ms));
-    need(vmbus::request_offers(message_timeout_ms));
-    const vmbus::Offer* offer = nullptr;
-    for (unsigned i = 0; i < vmbus::bus().offer_count && !offer; ++i)
-        if (vmbus::bus().offers[i].type == vmbus::class_scsi)
-            offer = &vmbus::bus().offers[i];
+    need(parse_cmdline(cmdline::get(start_info)));
+    vmbus::Session session;
+    session.pool = g_pool;
+    session.pool_pages = pool_pages;
+    session.timeout_ms = message_timeout_ms;
+    need(vmbus::start(session));
+    g_tsc_hz = session.tsc_hz;
+    const char* clock = session.tsc_hz_from_msr ? "msr" : "cpuid";
+    const vmbus::Offer* offer = vmbus::find_offer(vmbus::class_scsi);
     if (!offer)
         need(hv::fail("offers: expected a SCSI controller (class ba6163d9-04a1-4d29-b605-72e2ffb1dc7f), none offered "
                       "(vmgen run --scsi-disk)"));
@@ -760,12 +605,10 @@ extern "C" void guest_main(const kit::StartInfo* start_info)
     set_ring3_gate(gate);
     if (!g_opt.halt)
         hv::stop_wakeup_timer(); // ring 3 runs with interrupts off: a timer could only stay pending
-    run_in_ring3(ring3_entry, nullptr);
+    bool ring3_pass = vmbus::run_ring3(ring3_work);
     if (!g_opt.halt)
-        hv::start_wakeup_timer(wakeup_vector, apic_hz);
-    if (!g_ring3_pass)
+        vmbus::restart_wakeup_timer(session);
+    if (!ring3_pass)
         fail_now();
-    if (!cleanup())
-        fail_now();
-    finish(true);
+    vmbus::finish_pass();
 }

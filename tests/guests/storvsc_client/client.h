@@ -1,4 +1,4 @@
-// storvsc_client: what the guest's files share (main.cc: the command line, failures, the step order and
+// storvsc_client: what the guest's files share (main.cc: the command line, the step order and
 // guest_main; scsi.cc: the test pattern and SCSI commands as the midlayer runs them; scan.cc: Linux's bus scan and
 // sd's / sr's probes; io_checks.cc: the data checks). See main.cc for what the guest does.
 #pragma once
@@ -45,21 +45,20 @@ struct Options {
 };
 extern Options g_opt;
 
-// ---- failures (main.cc) ----
-// fail_now: ends the run with hv::error() as the reason (from ring 3: a longjmp back to the ring-3 entry, which
-// returns to ring 0); failf: the same with a formatted reason.
+// ---- failures (kit/vmbus_session.h) ----
+// fail_now: ends the run with hv::error() as the reason (from ring 3 under vmbus::run_ring3: a longjmp back to
+// the ring-3 entry, which returns to ring 0); failf: the same with a formatted reason.
 extern sv::Controller g_ctrl[max_controllers];
 extern unsigned g_ctrl_count;
 
-[[noreturn]] void fail_now();
+using kit::vmbus::fail_now; // kit/vmbus_session.h
+using kit::vmbus::failf;
 
 inline void need(bool ok)
 {
     if (!ok)
         fail_now();
 }
-
-[[noreturn]] void failf(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 
 // ---- bytes ----
 inline uint16_t be16(const uint8_t* p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); }

@@ -59,7 +59,7 @@
 // [any]; iso_file=NAME [PATTERN.BIN]; reset=0|1 [0]; trace=0|1 (a line per SCSI command) [0]; timeout=S (per
 // command) [10].
 //
-// Files: main.cc (this: the command line, failures, the step order, guest_main), client.h (what they share),
+// Files: main.cc (this: the command line, the step order, guest_main), client.h (what they share),
 // scsi.cc (the test pattern, SCSI commands as the midlayer runs them), scan.cc (the scan, sd's and sr's probes),
 // io_checks.cc (the data checks: reads, edges, queue depth, reset, writes, read-only, DVD).
 #include "storvsc_client/client.h"
@@ -126,37 +126,7 @@ bool parse_cmdline(const char* s)
     return true;
 }
 
-// ---- failures ----
-// Ring 3 code bails out of any depth with a longjmp back to the ring-3 entry (which returns to ring 0).
-void* g_bail[5];
-bool g_in_ring3 = false;
-
-} // namespace
-
-// In ring 0: the controllers' channels closed and UNLOAD (vmbus::close_all, when connected), then the result.
-[[noreturn]] void fail_now()
-{
-    if (g_in_ring3)
-        __builtin_longjmp(g_bail, 1);
-    vmbus::finish_fail();
-}
-
-void failf(const char* fmt, ...)
-{
-    static char text[320];
-    va_list ap;
-    va_start(ap, fmt);
-    vformat(text, sizeof text, fmt, ap);
-    va_end(ap);
-    hv::fail("%s", text);
-    fail_now();
-}
-
-namespace {
-
-// ---- ring 3 ----
-bool g_ring3_pass = false;
-
+// ---- ring 3 (vmbus::run_ring3: fail_now from any depth returns to ring 0) ----
 void ring3_work()
 {
     for (unsigned i = 0; i < g_ctrl_count; ++i)
@@ -212,15 +182,6 @@ void ring3_work()
         if (c.in_flight)
             failf("ctrl=%u: %u requests still outstanding at the end", c.index, c.in_flight);
     }
-    g_ring3_pass = true;
-}
-
-void ring3_entry(void*)
-{
-    g_in_ring3 = true;
-    if (__builtin_setjmp(g_bail) == 0)
-        ring3_work();
-    g_in_ring3 = false;
 }
 
 } // namespace
@@ -267,12 +228,12 @@ extern "C" void guest_main(const kit::StartInfo* start_info)
     sv::use_ring3_gate();
     hv::stop_wakeup_timer(); // ring 3 runs with interrupts off: a timer could only stay pending
     uint64_t start = rdtsc();
-    run_in_ring3(ring3_entry, nullptr);
+    bool ring3_pass = vmbus::run_ring3(ring3_work);
     char secs[32];
     seconds_text(rdtsc() - start, secs);
     line("ring3 seconds=%s gate_calls=%lu sint_interrupts=%lu", secs, ring3_gate_calls(), hv::sint_interrupts());
     vmbus::restart_wakeup_timer(session);
-    if (!g_ring3_pass)
+    if (!ring3_pass)
         fail_now();
     vmbus::finish_pass();
 }

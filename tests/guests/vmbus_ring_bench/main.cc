@@ -37,6 +37,7 @@
 #include "kit/format.h"
 #include "kit/hyperv.h"
 #include "kit/kit.h"
+#include "kit/timing.h"
 #include "kit/vmbus.h"
 #include "kit/vmbus_session.h"
 
@@ -325,35 +326,6 @@ void ring3_calibrate(void* arg)
 
 // ---- output ----
 
-// a * b / c with a 128-bit intermediate (mul, div; the quotient must fit in 64 bits).
-uint64_t muldiv(uint64_t a, uint64_t b, uint64_t c)
-{
-    uint64_t hi, lo;
-    asm("mulq %3" : "=a"(lo), "=d"(hi) : "a"(a), "rm"(b));
-    if (hi >= c)
-        return ~uint64_t{0};
-    uint64_t q, r;
-    asm("divq %4" : "=a"(q), "=d"(r) : "a"(lo), "d"(hi), "rm"(c));
-    return q;
-}
-
-// "S.uuuuuu" from ticks.
-void seconds_text(uint64_t ticks, char out[32])
-{
-    uint64_t us = muldiv(ticks, 1000000, g_tsc_hz);
-    format(out, 32, "%lu.%06lu", us / 1000000, us % 1000000);
-}
-
-uint64_t per_second(uint64_t n, uint64_t ticks)
-{
-    return ticks ? muldiv(n, g_tsc_hz, ticks) : 0;
-}
-
-uint64_t ns_per(uint64_t ticks, uint64_t n)
-{
-    return n ? muldiv(ticks, 1000000000, g_tsc_hz) / n : 0;
-}
-
 void run_one(uint32_t size, int mode)
 {
     bool batched = mode != mode_unbatched;
@@ -374,7 +346,7 @@ void run_one(uint32_t size, int mode)
     if (!c.ok)
         check(hv::fail("ring size=%u mode=%s: %s", size, mode_names[mode], c.error));
     char secs[32];
-    seconds_text(c.ticks, secs);
+    seconds_text(c.ticks, g_tsc_hz, secs);
     uint64_t signals = c.write_signals + c.read_signals;
     if (ring3_gate_calls() - gates_before != signals)
         check(hv::fail("ring size=%u: %lu signals counted in ring 3, %lu gate calls", size, signals,
@@ -382,9 +354,9 @@ void run_one(uint32_t size, int mode)
     g_signals += signals;
     line("ring size=%u mode=%s packets=%lu seconds=%s pps=%lu signals=%lu write_signals=%lu read_signals=%lu "
          "window=%u max_in_flight=%lu batches=%lu ring_full=%lu ns_per_packet=%lu ring_kib=%u",
-         size, mode_names[mode], c.packets, secs, per_second(c.packets, c.ticks), signals, c.write_signals,
-         c.read_signals, c.window, c.max_in_flight, c.batches, c.ring_full, ns_per(c.ticks, c.packets),
-         g_opt.ring_kib);
+         size, mode_names[mode], c.packets, secs, per_second(c.packets, c.ticks, g_tsc_hz), signals,
+         c.write_signals, c.read_signals, c.window, c.max_in_flight, c.batches, c.ring_full,
+         ns_per(c.ticks, c.packets, g_tsc_hz), g_opt.ring_kib);
 }
 
 void calibrate()
@@ -399,8 +371,9 @@ void calibrate()
     if (c.failures)
         check(hv::fail("calibrate %s: %lu of %lu gate calls failed", names[c.kind], c.failures, c.count));
     char secs[32];
-    seconds_text(c.ticks, secs);
-    line("calibrate kind=%s count=%lu seconds=%s ns_per_op=%lu", names[c.kind], c.count, secs, ns_per(c.ticks, c.count));
+    seconds_text(c.ticks, g_tsc_hz, secs);
+    line("calibrate kind=%s count=%lu seconds=%s ns_per_op=%lu", names[c.kind], c.count, secs,
+         ns_per(c.ticks, c.count, g_tsc_hz));
 }
 
 } // namespace
