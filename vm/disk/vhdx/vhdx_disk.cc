@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <shared_mutex>
 #include <cstring>
 
 namespace vmgen::vm::disk::vhdx_detail {
@@ -83,7 +84,7 @@ Result<void> VhdxDisk::check(uint64_t offset, uint64_t length) const
 Result<void> VhdxDisk::read(uint64_t offset, std::span<uint8_t> out)
 {
     TRY(check(offset, out.size()));
-    std::lock_guard lock(m_mutex);
+    std::shared_lock lock(m_mutex);
     size_t done = 0;
     while (done < out.size()) {
         uint64_t pos = offset + done;

@@ -20,6 +20,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <span>
 #include <utility>
 #include <vector>
@@ -207,7 +208,9 @@ private:
     // Free ranges (start → end) to reuse: blocks this open discarded, once their new state is committed and their
     // space punched (so they read as zeroes, as new blocks must). Cleared by compact() and resize().
     std::map<uint64_t, uint64_t> m_free;
-    mutable std::mutex m_mutex;
+    // Reads take it shared (they only look at the BAT, the dirty metadata and the file), so I/O threads read in
+    // parallel; everything that changes state takes it exclusively.
+    mutable std::shared_mutex m_mutex;
 };
 
 } // namespace vmgen::vm::disk::vhdx_detail
