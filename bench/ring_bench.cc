@@ -8,6 +8,8 @@
 // hypercall exits), guest signals (HvSignalEvent) per packet; and the cost of the operations a packet may
 // need, measured by the same guest in ring 3: a port I/O exit (`outb 0x80`), a null ring-3 -> ring-0 gate
 // call, a gate call with a hypercall exit that wakes nothing, and a gate call signalling the channel.
+#include "bench/bench_util.h"
+
 #include <algorithm>
 #include <cerrno>
 #include <csignal>
@@ -30,7 +32,12 @@
 
 namespace {
 
-using Fields = std::map<std::string, std::string>;
+using vmgen::bench::Fields;
+using vmgen::bench::median;
+using vmgen::bench::now_ns;
+using vmgen::bench::num;
+using vmgen::bench::parse_line;
+
 
 struct Options {
     std::string vmgen = RING_BENCH_VMGEN;
@@ -42,13 +49,6 @@ struct Options {
     std::optional<uint64_t> packets;
     int timeout_s = 180;
 };
-
-int64_t now_ns()
-{
-    timespec ts {};
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return int64_t {ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
-}
 
 // Runs argv with stdout and stderr into one pipe; returns the output, or nullopt (error set) on failure.
 std::optional<std::string> run_capture(const std::vector<std::string>& argv, int timeout_s, std::string& error)
@@ -112,42 +112,6 @@ std::optional<std::string> run_capture(const std::vector<std::string>& argv, int
         return std::nullopt;
     }
     return out;
-}
-
-// "prefix k=v k=v ..." -> fields, for the first line that starts with `prefix`.
-std::optional<Fields> parse_line(const std::string& text, std::string_view prefix)
-{
-    std::istringstream in(text);
-    std::string line;
-    while (std::getline(in, line)) {
-        if (!line.starts_with(prefix))
-            continue;
-        Fields f;
-        std::istringstream words(line); // every k=v word of the line
-        std::string w;
-        while (words >> w) {
-            auto eq = w.find('=');
-            if (eq != std::string::npos)
-                f[w.substr(0, eq)] = w.substr(eq + 1);
-        }
-        return f;
-    }
-    return std::nullopt;
-}
-
-double num(const Fields& f, const std::string& key)
-{
-    auto it = f.find(key);
-    return it == f.end() ? 0.0 : std::strtod(it->second.c_str(), nullptr);
-}
-
-double median(std::vector<double> v)
-{
-    if (v.empty())
-        return 0;
-    std::sort(v.begin(), v.end());
-    size_t n = v.size();
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 struct Run {

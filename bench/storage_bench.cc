@@ -30,6 +30,7 @@
 // its eventfd; else the thread created last, on OPENCHANNEL) and the rest (the controller's I/O threads; the other VMM
 // threads stay idle): CPU time per request of each, against the host threads' CPU time per request
 // (CLOCK_THREAD_CPUTIME_ID).
+#include "bench/bench_util.h"
 #include "support/errno_error.h"
 #include "support/result.h"
 #include "support/unique_fd.h"
@@ -71,6 +72,12 @@
 
 namespace {
 
+using vmgen::bench::Fields;
+using vmgen::bench::median;
+using vmgen::bench::now_ns;
+using vmgen::bench::num;
+using vmgen::bench::parse_line;
+
 using namespace vmgen;
 namespace disk = vmgen::vm::disk;
 
@@ -94,13 +101,6 @@ struct Options {
     bool host_spin = false; // the host side runs a spinning thread too, as the guest's vCPU spins
     std::string guest_wait = "spin"; // the guest's wait=: spin (ring 3 pause loop) or halt (hlt in ring 0)
 };
-
-int64_t now_ns()
-{
-    timespec ts {};
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return int64_t { ts.tv_sec } * 1'000'000'000 + ts.tv_nsec;
-}
 
 int64_t thread_cpu_ns()
 {
@@ -319,34 +319,6 @@ Result<Measured> host_run(
 
 // ---- the guest side ----
 
-using Fields = std::map<std::string, std::string>;
-
-// "prefix k=v k=v ..." -> fields, for the first line that starts with `prefix`.
-std::optional<Fields> parse_line(const std::string& text, std::string_view prefix)
-{
-    std::istringstream in(text);
-    std::string line;
-    while (std::getline(in, line)) {
-        if (!line.starts_with(prefix))
-            continue;
-        Fields f;
-        std::istringstream words(line);
-        std::string word;
-        while (words >> word) {
-            auto eq = word.find('=');
-            if (eq != std::string::npos)
-                f[word.substr(0, eq)] = word.substr(eq + 1);
-        }
-        return f;
-    }
-    return std::nullopt;
-}
-
-double num(const Fields& f, const std::string& key)
-{
-    auto it = f.find(key);
-    return it == f.end() ? 0.0 : std::strtod(it->second.c_str(), nullptr);
-}
 
 struct ThreadState {
     uint64_t cpu_ns = 0;
@@ -557,15 +529,6 @@ std::optional<GuestRun> guest_run(
 }
 
 // ---- statistics ----
-
-double median(std::vector<double> v)
-{
-    if (v.empty())
-        return 0;
-    std::sort(v.begin(), v.end());
-    size_t n = v.size();
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
 
 struct Sample {
     GuestRun guest;
