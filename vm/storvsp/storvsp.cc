@@ -265,7 +265,7 @@ vmbus::PacketAction StorvspController::on_packet(vmbus::Channel& channel, const 
     bool completion = (packet.flags & vmbus_wire::packet_flag_completion_requested) != 0;
 
     if (request.operation == wire::op_execute_srb)
-        return handle_srb(lock, channel, packet, request, completion);
+        return handle_srb(channel, packet, request, completion);
     if (packet.type != vmbus_wire::packet_type_data_inband) {
         guest_error(fmt::format("operation {} with GPA-direct data ignored", request.operation));
         return vmbus::PacketAction::done;
@@ -375,11 +375,9 @@ vmbus::PacketAction StorvspController::handle_reset(std::unique_lock<std::mutex>
     return vmbus::PacketAction::done;
 }
 
-vmbus::PacketAction StorvspController::handle_srb(std::unique_lock<std::mutex>& lock, vmbus::Channel& channel,
-                                                  const vmbus::Packet& packet, const wire::VstorPacket& request,
-                                                  bool completion)
+vmbus::PacketAction StorvspController::handle_srb(vmbus::Channel& channel, const vmbus::Packet& packet,
+                                                  const wire::VstorPacket& request, bool completion)
 {
-    (void)lock;
     if (m_in_flight >= m_options.max_in_flight)
         return vmbus::PacketAction::retry; // an I/O thread calls request_drain() when one completes
 

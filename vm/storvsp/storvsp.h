@@ -117,8 +117,7 @@ private:
     // Worker side (on_packet), with m_mutex held.
     void handle_control(const vmbus::Packet& packet, const protocols::vmbus::storvsp::VstorPacket& request,
                         bool completion);
-    vmbus::PacketAction handle_srb(std::unique_lock<std::mutex>& lock, vmbus::Channel& channel,
-                                   const vmbus::Packet& packet,
+    vmbus::PacketAction handle_srb(vmbus::Channel& channel, const vmbus::Packet& packet,
                                    const protocols::vmbus::storvsp::VstorPacket& request, bool completion);
     vmbus::PacketAction handle_reset(std::unique_lock<std::mutex>& lock, const vmbus::Packet& packet,
                                      const protocols::vmbus::storvsp::VstorPacket& request, bool completion);
