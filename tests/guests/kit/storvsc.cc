@@ -19,7 +19,6 @@ unsigned cpl()
     return cs & 3;
 }
 
-void full_barrier() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
 
 // Keeps the previous error text while adding context in front of it.
 bool fail_with_context(const char* context)
@@ -41,56 +40,6 @@ bool signal_host(Controller& c)
     return true;
 }
 
-uint32_t to_write(uint32_t write, uint32_t read, uint32_t size)
-{
-    return write >= read ? size - (write - read) : read - write;
-}
-
-uint32_t copy_to(vmbus::Ring& ring, uint32_t index, const void* src, uint32_t n)
-{
-    uint32_t first = ring.size - index < n ? ring.size - index : n;
-    __builtin_memcpy(ring.data + index, src, first);
-    if (n > first)
-        __builtin_memcpy(ring.data, static_cast<const uint8_t*>(src) + first, n - first);
-    index += n;
-    if (index >= ring.size)
-        index -= ring.size;
-    return index;
-}
-
-// hv_ringbuffer_write of one complete packet (descriptor included, a multiple of 8 bytes) + its trailer;
-// hv_signal_on_write decides about the signal.
-bool ring_write_raw(Controller& c, const void* packet, uint32_t length, bool& signal_reader)
-{
-    vmbus::Ring& ring = c.channel.out;
-    signal_reader = false;
-    uint32_t total = length + 8;
-    uint32_t write = ring.control->write_index;
-    uint32_t read = ring.control->read_index;
-    if (write >= ring.size || read >= ring.size || (write & 7))
-        return hv::fail("%s: guest -> host ring: index out of range (write_index=%u read_index=%u, data size %u)",
-                        c.name, write, read, ring.size);
-    uint32_t room = to_write(write, read, ring.size);
-    if (room <= total) {
-        ++c.stats.ring_full;
-        return hv::fail("%s: guest -> host ring full: no room for a %u-byte packet (%u bytes free)", c.name, total,
-                        room);
-    }
-    uint32_t old_write = write;
-    write = copy_to(ring, write, packet, length);
-    uint64_t trailer = uint64_t{old_write} << 32;
-    write = copy_to(ring, write, &trailer, 8);
-    full_barrier();
-    ring.control->write_index = write;
-    full_barrier();
-    if (ring.control->interrupt_mask)
-        return true;
-    __atomic_thread_fence(__ATOMIC_ACQUIRE);
-    if (old_write == ring.control->read_index)
-        signal_reader = true;
-    return true;
-}
-
 // vmbus_sendpacket(VM_PKT_DATA_INBAND, VMBUS_DATA_PACKET_FLAG_COMPLETION_REQUESTED).
 bool send_inband(Controller& c, const wire::VstorPacket& packet, uint64_t trans_id)
 {
@@ -107,34 +56,22 @@ bool send_inband(Controller& c, const wire::VstorPacket& packet, uint64_t trans_
 // hv_mpb_array {len, offset, pfn_array[]}) followed by the vstor_packet.
 // Scratch buffers in the NOLOAD .stack section: they add nothing to the image of the guests that link the kit
 // without using this file.
-alignas(8) __attribute__((section(".stack"))) uint8_t g_packet[32 + 8 * max_pfns + sizeof(wire::VstorPacket)];
+alignas(8) __attribute__((section(".stack"))) uint8_t g_packet[gpa_direct_max_bytes];
 
 bool send_gpa_direct(Controller& c, const wire::VstorPacket& packet, uint64_t trans_id, const void* buffer,
                      uint32_t length)
 {
-    uint64_t address = hv::gpa(buffer);
-    uint32_t offset = static_cast<uint32_t>(address & 4095);
-    uint32_t pfns = (offset + length + 4095) / 4096; // HVPFN_UP(offset_in_hvpg + length)
-    if (pfns > max_pfns)
-        return hv::fail("%s: a %u-byte buffer needs %u PFNs, this client handles %u", c.name, length, pfns, max_pfns);
-    uint32_t desc_size = 32 + 8 * pfns;
-    uint32_t packet_length = desc_size + sizeof packet; // a multiple of 8 already
-    uint8_t* p = g_packet;
-    uint16_t d[4] = {vmbus::packet_gpa_direct, static_cast<uint16_t>(desc_size >> 3),
-                     static_cast<uint16_t>(packet_length >> 3), vmbus::packet_flag_completion_requested};
-    __builtin_memcpy(p, d, 8);
-    __builtin_memcpy(p + 8, &trans_id, 8);
-    uint32_t words[4] = {0, 1, length, offset}; // reserved, rangecount, range.len, range.offset
-    __builtin_memcpy(p + 16, words, 16);
-    uint64_t first = address >> 12;
-    for (uint32_t i = 0; i < pfns; ++i) {
-        uint64_t pfn = first + i;
-        __builtin_memcpy(p + 32 + 8 * i, &pfn, 8);
+    uint32_t packet_length = build_gpa_direct(g_packet, packet, trans_id, buffer, length);
+    if (packet_length == 0)
+        return fail_with_context(c.name);
+    vmbus::Ring& ring = c.channel.out;
+    uint32_t write = vmbus::ring_write_index(ring);
+    if (!vmbus::ring_stage_raw(ring, write, g_packet, packet_length)) {
+        ++c.stats.ring_full;
+        return fail_with_context(c.name);
     }
-    __builtin_memcpy(p + desc_size, &packet, sizeof packet);
     bool need_signal = false;
-    if (!ring_write_raw(c, p, packet_length, need_signal))
-        return false;
+    vmbus::ring_publish(ring, write, need_signal);
     return need_signal ? signal_host(c) : true;
 }
 
@@ -424,8 +361,24 @@ bool submit(Controller& c, unsigned tag, const Command& command)
         return hv::fail("%s: submit on tag %u: not a free tag", c.name, tag);
     if (!c.ready)
         return hv::fail("%s: submit before END_INITIALIZATION completed", c.name);
-    // storvsc_queuecommand.
     wire::VstorPacket p{};
+    uint32_t length = 0;
+    if (!build_srb(c, command, p, length))
+        return false;
+    uint64_t trans_id = uint64_t{tag} + 1;
+    bool ok = length ? send_gpa_direct(c, p, trans_id, command.buffer, length) : send_inband(c, p, trans_id);
+    if (!ok)
+        return false;
+    Command sent = command;
+    sent.cdb_length = p.srb.cdb_length;
+    mark_submitted(c, tag, sent, length != 0);
+    return true;
+}
+
+bool build_srb(const Controller& c, const Command& command, wire::VstorPacket& p, uint32_t& length)
+{
+    // storvsc_queuecommand.
+    p = wire::VstorPacket{};
     wire::VmscsiRequest& srb = p.srb;
     srb.time_out_value = srb_timeout_s;
     srb.srb_flags |= srb_flags_disable_synch_transfer;
@@ -455,34 +408,57 @@ bool submit(Controller& c, unsigned tag, const Command& command)
     if (srb.cdb_length > wire::max_cdb_length)
         return hv::fail("%s: CDB length %u", c.name, srb.cdb_length);
     __builtin_memcpy(srb.cdb_or_sense, command.cdb, srb.cdb_length);
-    uint32_t length = command.dir == Dir::none ? 0 : command.length;
+    length = command.dir == Dir::none ? 0 : command.length;
     // storvsc_do_io.
     p.flags |= wire::request_completion_flag;
     srb.length = sizeof(wire::VmscsiRequest);
     srb.sense_info_length = wire::sense_buffer_size;
     srb.data_transfer_length = length;
     p.operation = wire::op_execute_srb;
+    return true;
+}
 
+uint32_t build_gpa_direct(void* out, const wire::VstorPacket& packet, uint64_t trans_id, const void* buffer,
+                          uint32_t length)
+{
+    uint64_t address = hv::gpa(buffer);
+    uint32_t offset = static_cast<uint32_t>(address & 4095);
+    uint32_t pfns = (offset + length + 4095) / 4096; // HVPFN_UP(offset_in_hvpg + length)
+    if (pfns > max_pfns) {
+        hv::fail("a %u-byte buffer needs %u PFNs, this client handles %u", length, pfns, max_pfns);
+        return 0;
+    }
+    uint32_t desc_size = 32 + 8 * pfns;
+    uint32_t packet_length = desc_size + sizeof packet; // a multiple of 8 already
+    auto* p = static_cast<uint8_t*>(out);
+    uint16_t d[4] = {vmbus::packet_gpa_direct, static_cast<uint16_t>(desc_size >> 3),
+                     static_cast<uint16_t>(packet_length >> 3), vmbus::packet_flag_completion_requested};
+    __builtin_memcpy(p, d, 8);
+    __builtin_memcpy(p + 8, &trans_id, 8);
+    uint32_t words[4] = {0, 1, length, offset}; // reserved, rangecount, range.len, range.offset
+    __builtin_memcpy(p + 16, words, 16);
+    uint64_t first = address >> 12;
+    for (uint32_t i = 0; i < pfns; ++i) {
+        uint64_t pfn = first + i;
+        __builtin_memcpy(p + 32 + 8 * i, &pfn, 8);
+    }
+    __builtin_memcpy(p + desc_size, &packet, sizeof packet);
+    return packet_length;
+}
+
+void mark_submitted(Controller& c, unsigned tag, const Command& command, bool gpa_direct)
+{
     Tag& t = c.tags[tag];
     t.command = command;
-    t.command.cdb_length = srb.cdb_length;
     t.busy = true;
     t.done = false;
     t.submitted_tsc = rdtsc();
     ++c.in_flight;
-    uint64_t trans_id = uint64_t{tag} + 1;
-    bool ok = length ? send_gpa_direct(c, p, trans_id, command.buffer, length) : send_inband(c, p, trans_id);
-    if (!ok) {
-        t.busy = false;
-        --c.in_flight;
-        return false;
-    }
     ++c.stats.commands;
-    if (length)
+    if (gpa_direct)
         ++c.stats.gpa_direct;
     if (c.in_flight > c.stats.max_in_flight)
         c.stats.max_in_flight = c.in_flight;
-    return true;
 }
 
 void release(Controller& c, unsigned tag, Completion* out)

@@ -179,6 +179,17 @@ bool init(Controller& c, bool verbose, uint64_t timeout_ms = default_timeout_ms)
 bool submit(Controller& c, unsigned tag, const Command& command);
 // Handles whatever the host signalled (storvsc_on_channel_callback); false on a protocol error.
 bool poll(Controller& c);
+// The pieces of submit(), for clients that stage packets themselves (a benchmark batching GPA-direct packets with
+// vmbus::ring_stage_raw). build_srb: the vstor_packet storvsc_queuecommand + storvsc_do_io build for `command`,
+// with its data length (0 without data); false (hv::error) for a CDB longer than 16 bytes. build_gpa_direct:
+// vmbus_sendpacket_mpb_desc's packet (descriptor, one range over buffer/length, then `packet`) into `out`, which
+// holds gpa_direct_max_bytes; its length, or 0 (hv::error) when the buffer needs more than max_pfns pages.
+// mark_submitted: `tag` is outstanding with `command` once its packet is in the ring.
+inline constexpr uint32_t gpa_direct_max_bytes = 32 + 8 * max_pfns + sizeof(wire::VstorPacket);
+bool build_srb(const Controller& c, const Command& command, wire::VstorPacket& out, uint32_t& length);
+uint32_t build_gpa_direct(void* out, const wire::VstorPacket& packet, uint64_t trans_id, const void* buffer,
+                          uint32_t length);
+void mark_submitted(Controller& c, unsigned tag, const Command& command, bool gpa_direct);
 // Polls until done() or the timeout (then false with "what" in the error).
 template <class F> bool wait(Controller& c, F&& done, uint64_t timeout_ms, const char* what);
 // A free tag, or -1.

@@ -111,66 +111,36 @@ ReadResult ring_read(Ring& ring, void* buf, uint32_t buflen, Packet& packet, boo
     return ReadResult::packet;
 }
 
-bool ring_write(Ring& ring, uint16_t type, uint16_t flags, uint64_t trans_id, const void* payload,
-                uint32_t length, bool& signal_reader)
+uint32_t ring_write_index(const Ring& ring) { return ring.control->write_index; }
+
+namespace {
+// Whether a packet taking `total` bytes (trailer included) fits at `write`; `what` and `index_name` word the
+// error ("ring write" / "write_index" for a direct write, "ring stage" / "write" for a staged one).
+bool fits(const Ring& ring, uint32_t write, uint32_t total, const char* what, const char* index_name)
 {
-    signal_reader = false;
-    uint32_t packet_len = 16 + length;
-    uint32_t aligned = (packet_len + 7) & ~7u;
-    uint32_t total = aligned + 8;
-    uint32_t write = ring.control->write_index;
     uint32_t read = ring.control->read_index;
     if (write >= ring.size || read >= ring.size || (write & 7)) {
-        hv::fail("ring write: index out of range (write_index=%u read_index=%u, data size %u)", write, read, ring.size);
+        hv::fail("%s: index out of range (%s=%u read_index=%u, data size %u)", what, index_name, write, read,
+                 ring.size);
         return false;
     }
     uint32_t room = to_write(write, read, ring.size);
     if (room <= total) {
-        hv::fail("ring write: no room for a %u-byte packet (%u bytes free: write_index=%u read_index=%u)", total, room,
-                 write, read);
+        hv::fail("%s: no room for a %u-byte packet (%u bytes free: %s=%u read_index=%u)", what, total, room,
+                 index_name, write, read);
         return false;
     }
-    uint16_t desc[4] = {type, 2, static_cast<uint16_t>(aligned / 8), flags};
-    uint32_t old_write = write;
-    write = copy_to(ring, write, desc, 8);
-    write = copy_to(ring, write, &trans_id, 8);
-    write = copy_to(ring, write, payload, length);
-    static const uint8_t zeros[8] = {};
-    write = copy_to(ring, write, zeros, aligned - packet_len);
-    uint64_t trailer = uint64_t{old_write} << 32;
-    write = copy_to(ring, write, &trailer, 8);
-    full_barrier();
-    ring.control->write_index = write;
-
-    // hv_signal_on_write
-    full_barrier();
-    if (ring.control->interrupt_mask)
-        return true;
-    __atomic_thread_fence(__ATOMIC_ACQUIRE);
-    if (old_write == ring.control->read_index)
-        signal_reader = true;
     return true;
 }
 
-uint32_t ring_write_index(const Ring& ring) { return ring.control->write_index; }
-
-bool ring_stage(Ring& ring, uint32_t& write, uint16_t type, uint16_t flags, uint64_t trans_id, const void* payload,
-                uint32_t length)
+// Copies {type, offset8 = 2, len8, flags, trans_id} + payload + padding + trailer in at `write`.
+bool stage_packet(Ring& ring, uint32_t& write, uint16_t type, uint16_t flags, uint64_t trans_id,
+                  const void* payload, uint32_t length, const char* what, const char* index_name)
 {
     uint32_t packet_len = 16 + length;
     uint32_t aligned = (packet_len + 7) & ~7u;
-    uint32_t total = aligned + 8;
-    uint32_t read = ring.control->read_index;
-    if (write >= ring.size || read >= ring.size || (write & 7)) {
-        hv::fail("ring stage: index out of range (write=%u read_index=%u, data size %u)", write, read, ring.size);
+    if (!fits(ring, write, aligned + 8, what, index_name))
         return false;
-    }
-    uint32_t room = to_write(write, read, ring.size);
-    if (room <= total) {
-        hv::fail("ring stage: no room for a %u-byte packet (%u bytes free: write=%u read_index=%u)", total, room, write,
-                 read);
-        return false;
-    }
     uint16_t desc[4] = {type, 2, static_cast<uint16_t>(aligned / 8), flags};
     uint32_t start = write;
     write = copy_to(ring, write, desc, 8);
@@ -181,6 +151,35 @@ bool ring_stage(Ring& ring, uint32_t& write, uint16_t type, uint16_t flags, uint
     uint64_t trailer = uint64_t{start} << 32;
     write = copy_to(ring, write, &trailer, 8);
     return true;
+}
+} // namespace
+
+bool ring_write(Ring& ring, uint16_t type, uint16_t flags, uint64_t trans_id, const void* payload,
+                uint32_t length, bool& signal_reader)
+{
+    signal_reader = false;
+    uint32_t write = ring_write_index(ring);
+    if (!stage_packet(ring, write, type, flags, trans_id, payload, length, "ring write", "write_index"))
+        return false;
+    ring_publish(ring, write, signal_reader); // and hv_signal_on_write's decision
+    return true;
+}
+
+bool ring_stage_raw(Ring& ring, uint32_t& write, const void* packet, uint32_t length)
+{
+    if (!fits(ring, write, length + 8, "ring stage", "write"))
+        return false;
+    uint32_t start = write;
+    write = copy_to(ring, write, packet, length);
+    uint64_t trailer = uint64_t{start} << 32;
+    write = copy_to(ring, write, &trailer, 8);
+    return true;
+}
+
+bool ring_stage(Ring& ring, uint32_t& write, uint16_t type, uint16_t flags, uint64_t trans_id, const void* payload,
+                uint32_t length)
+{
+    return stage_packet(ring, write, type, flags, trans_id, payload, length, "ring stage", "write");
 }
 
 void ring_publish(Ring& ring, uint32_t write, bool& signal_reader)

@@ -68,6 +68,8 @@ bool ring_write(Ring& ring, uint16_t type, uint16_t flags, uint64_t trans_id, co
 uint32_t ring_write_index(const Ring& ring);
 bool ring_stage(Ring& ring, uint32_t& write, uint16_t type, uint16_t flags, uint64_t trans_id, const void* payload,
                 uint32_t length);
+// The same for a packet built by the caller, descriptor included (`length` a multiple of 8): e.g. GPA direct.
+bool ring_stage_raw(Ring& ring, uint32_t& write, const void* packet, uint32_t length);
 void ring_publish(Ring& ring, uint32_t write, bool& signal_reader);
 
 // Reader-side interrupt masking (hv_begin_read / hv_end_read): end_read returns the bytes still unread.

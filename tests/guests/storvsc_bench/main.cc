@@ -276,54 +276,7 @@ void discover_disk()
 
 // ---- the timed loop: GPA-direct packets staged in the guest -> host ring, published in batches ----
 
-uint32_t to_write(uint32_t write, uint32_t read, uint32_t size)
-{
-    return write >= read ? size - (write - read) : read - write;
-}
-
-uint32_t copy_to(vmbus::Ring& ring, uint32_t index, const void* src, uint32_t n)
-{
-    uint32_t first = ring.size - index < n ? ring.size - index : n;
-    __builtin_memcpy(ring.data + index, src, first);
-    if (n > first)
-        __builtin_memcpy(ring.data, static_cast<const uint8_t*>(src) + first, n - first);
-    index += n;
-    if (index >= ring.size)
-        index -= ring.size;
-    return index;
-}
-
-alignas(8) uint8_t g_packet[32 + 8 * max_pfns + sizeof(wire::VstorPacket)];
-
-// The vstor_packet of storvsc_queuecommand + storvsc_do_io for a read or write (as kit::storvsc::submit builds it).
-void build_srb(const sv::Command& cmd, wire::VstorPacket& p)
-{
-    p = wire::VstorPacket {};
-    wire::VmscsiRequest& srb = p.srb;
-    srb.time_out_value = sv::srb_timeout_s;
-    srb.srb_flags
-        = sv::srb_flags_disable_synch_transfer | wire::srb_flags_queue_action_enable | wire::srb_flags_no_queue_freeze;
-    srb.queue_tag = sv::sp_untagged;
-    srb.queue_action = sv::srb_simple_tag_request;
-    if (cmd.dir == sv::Dir::out) {
-        srb.data_in = wire::data_write;
-        srb.srb_flags |= wire::srb_flags_data_out;
-    } else {
-        srb.data_in = wire::data_read;
-        srb.srb_flags |= wire::srb_flags_data_in;
-    }
-    srb.port_number = static_cast<uint8_t>(g_ctrl.index);
-    srb.path_id = cmd.path;
-    srb.target_id = cmd.target;
-    srb.lun = cmd.lun;
-    srb.cdb_length = cmd.cdb_length;
-    __builtin_memcpy(srb.cdb_or_sense, cmd.cdb, cmd.cdb_length);
-    p.flags = wire::request_completion_flag;
-    srb.length = sizeof(wire::VmscsiRequest);
-    srb.sense_info_length = wire::sense_buffer_size;
-    srb.data_transfer_length = cmd.length;
-    p.operation = wire::op_execute_srb;
-}
+alignas(8) uint8_t g_packet[sv::gpa_direct_max_bytes];
 
 // Copies the GPA-direct packet (vmbus_sendpacket_mpb_desc) of `cmd` on `tag` into the guest -> host ring at the
 // private index `write`, without publishing it; false when the ring has no room for it next to what is staged.
@@ -331,48 +284,19 @@ void build_srb(const sv::Command& cmd, wire::VstorPacket& p)
 bool stage(unsigned tag, const sv::Command& cmd, uint32_t& write)
 {
     vmbus::Ring& ring = g_ctrl.channel.out;
-    uint64_t address = hv::gpa(cmd.buffer);
-    uint32_t offset = static_cast<uint32_t>(address & 4095);
-    uint32_t pfns = (offset + cmd.length + 4095) / 4096;
-    uint32_t desc_size = 32 + 8 * pfns;
-    uint32_t packet_length = desc_size + sizeof(wire::VstorPacket);
-    uint32_t total = packet_length + 8;
     uint32_t read = ring.control->read_index;
     if (write >= ring.size || read >= ring.size || (write & 7))
         failf("guest -> host ring: index out of range (write=%u read_index=%u, data size %u)", write, read, ring.size);
-    if (to_write(write, read, ring.size) <= total)
-        return false;
-    uint8_t* p = g_packet;
-    uint64_t trans_id = uint64_t { tag } + 1;
-    uint16_t d[4] = { vmbus::packet_gpa_direct, static_cast<uint16_t>(desc_size >> 3),
-        static_cast<uint16_t>(packet_length >> 3), vmbus::packet_flag_completion_requested };
-    __builtin_memcpy(p, d, 8);
-    __builtin_memcpy(p + 8, &trans_id, 8);
-    uint32_t words[4] = { 0, 1, cmd.length, offset }; // reserved, rangecount, range.len, range.offset
-    __builtin_memcpy(p + 16, words, 16);
-    uint64_t first = address >> 12;
-    for (uint32_t i = 0; i < pfns; ++i) {
-        uint64_t pfn = first + i;
-        __builtin_memcpy(p + 32 + 8 * i, &pfn, 8);
-    }
     wire::VstorPacket srb;
-    build_srb(cmd, srb);
-    __builtin_memcpy(p + desc_size, &srb, sizeof srb);
-    uint32_t start = write;
-    write = copy_to(ring, write, p, packet_length);
-    uint64_t trailer = uint64_t { start } << 32;
-    write = copy_to(ring, write, &trailer, 8);
-
-    sv::Tag& t = g_ctrl.tags[tag];
-    t.command = cmd;
-    t.busy = true;
-    t.done = false;
-    t.submitted_tsc = rdtsc();
-    ++g_ctrl.in_flight;
-    ++g_ctrl.stats.commands;
-    ++g_ctrl.stats.gpa_direct;
-    if (g_ctrl.in_flight > g_ctrl.stats.max_in_flight)
-        g_ctrl.stats.max_in_flight = g_ctrl.in_flight;
+    uint32_t length = 0;
+    if (!sv::build_srb(g_ctrl, cmd, srb, length))
+        failf("%s", hv::error());
+    uint32_t packet_length = sv::build_gpa_direct(g_packet, srb, uint64_t {tag} + 1, cmd.buffer, cmd.length);
+    if (packet_length == 0)
+        failf("%s", hv::error());
+    if (!vmbus::ring_stage_raw(ring, write, g_packet, packet_length))
+        return false; // no room next to what is staged: publish, then stage again
+    sv::mark_submitted(g_ctrl, tag, cmd, true);
     return true;
 }
 
