@@ -12,6 +12,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 
 namespace vmgen::vmm {
@@ -129,10 +130,12 @@ Result<void> ScsiStorage::add_controller_locked()
     vm::storvsp::ControllerOptions options;
     options.instance_id = controller_instance_id(m_vm_id, number);
     options.name = fmt::format("scsi{}", number);
-    // Tuning knob for benchmarks (docs/performance.md): how long a controller's worker polls for the guest's next
-    // command after a completion, in microseconds.
+    // Tuning knobs for benchmarks (docs/performance.md): how long a controller's worker polls for the guest's next
+    // command after a completion, in microseconds; whether the worker completes lone commands itself (0: no).
     if (const char* poll = std::getenv("VMGEN_STORVSP_POLL_US"); poll != nullptr && *poll != '\0')
         options.poll_window = std::chrono::microseconds(std::strtoul(poll, nullptr, 10));
+    if (const char* on = std::getenv("VMGEN_STORVSP_WORKER_EXECUTES"); on != nullptr && *on != '\0')
+        options.worker_executes = std::strcmp(on, "0") != 0;
     Controller controller;
     controller.device
         = TRY_CTX(vm::storvsp::StorvspController::create(std::move(options)), "creating SCSI controller {}", number);

@@ -28,4 +28,18 @@ Result<void> BlockDevice::resize(uint64_t /*new_size*/)
     return fail("this image cannot be resized");
 }
 
+Result<bool> BlockDevice::read_nowait(uint64_t offset, std::span<uint8_t> out)
+{
+    (void)offset;
+    (void)out;
+    return false;
+}
+
+Result<bool> BlockDevice::write_nowait(uint64_t offset, std::span<const uint8_t> in)
+{
+    (void)offset;
+    (void)in;
+    return false;
+}
+
 } // namespace vmgen::vm::disk

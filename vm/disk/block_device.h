@@ -56,6 +56,18 @@ public:
 
     virtual Result<void> read(uint64_t offset, std::span<uint8_t> out) = 0;
     virtual Result<void> write(uint64_t offset, std::span<const uint8_t> in) = 0;
+
+    // The same read or write, done only if it can complete without waiting for the storage or for another
+    // caller's lock: for a thread that must stay responsive (a VMBus channel's worker) and hands the request to
+    // a thread that may block when the answer is false. true: done, exactly as read()/write() would have done
+    // it. false: it would block; part of the range may have been moved already, so the caller must redo the
+    // whole request with read()/write(). Errors as read()/write(). Reads come from the page cache only
+    // (preadv2 RWF_NOWAIT). Writes are buffered writes that never wait for the device: RWF_NOWAIT where the
+    // file system takes it, else a plain buffered pwrite (Linux 6.1-6.18 ext4), which can only wait while the
+    // kernel throttles a writer with too much dirty data; writes that need a metadata update (allocating a
+    // block) answer false. The default answers false: the format has no such path.
+    virtual Result<bool> read_nowait(uint64_t offset, std::span<uint8_t> out);
+    virtual Result<bool> write_nowait(uint64_t offset, std::span<const uint8_t> in);
     // Makes every completed write durable (data and metadata) before returning.
     virtual Result<void> flush() = 0;
     // The guest no longer needs [offset, offset + length): the range reads as zeroes afterwards and the

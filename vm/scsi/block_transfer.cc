@@ -14,12 +14,13 @@ enum class Direction { ToBuffer, FromBuffer };
 // sector boundary inside a segment move directly, the rest through `bounce` (one sector).
 class Transfer {
 public:
-    Transfer(disk::BlockDevice& disk, uint64_t disk_offset, uint64_t length, Direction direction)
+    Transfer(disk::BlockDevice& disk, uint64_t disk_offset, uint64_t length, Direction direction, Blocking blocking)
         : m_disk(disk)
         , m_disk_offset(disk_offset)
         , m_length(length)
         , m_sector(disk.sector_size())
         , m_direction(direction)
+        , m_blocking(blocking)
     {
     }
 
@@ -38,6 +39,10 @@ public:
             buffer_offset, m_length, [this](std::span<uint8_t> segment) { return segment_step(segment); });
         if (walked && m_pos != m_length)
             walked = fail("buffer walk returned {} of {} bytes", m_pos, m_length);
+        if (!walked && m_would_block) {
+            result.failure = TransferResult::Failure::WouldBlock;
+            return result;
+        }
         if (!walked) {
             result.failure = m_disk_error ? TransferResult::Failure::Disk : TransferResult::Failure::Buffer;
             result.done = m_disk_error ? m_failed_at : std::min(m_done, m_pos);
@@ -91,8 +96,24 @@ private:
 
     Result<void> disk_io(uint64_t pos, std::span<uint8_t> bytes)
     {
-        auto done = m_direction == Direction::ToBuffer ? m_disk.read(m_disk_offset + pos, bytes)
-                                                       : m_disk.write(m_disk_offset + pos, bytes);
+        if (m_blocking == Blocking::no) {
+            auto done = m_direction == Direction::ToBuffer ? m_disk.read_nowait(m_disk_offset + pos, bytes)
+                                                           : m_disk.write_nowait(m_disk_offset + pos, bytes);
+            if (done && !*done) {
+                m_would_block = true;
+                return fail("the disk would block");
+            }
+            if (!done)
+                return record(fail(std::move(done).error()), pos);
+            return {};
+        }
+        return record(m_direction == Direction::ToBuffer ? m_disk.read(m_disk_offset + pos, bytes)
+                                                         : m_disk.write(m_disk_offset + pos, bytes),
+            pos);
+    }
+
+    Result<void> record(Result<void> done, uint64_t pos)
+    {
         if (!done) {
             m_failed_at = pos;
             m_disk_error = std::move(done).error();
@@ -106,6 +127,8 @@ private:
     const uint64_t m_length;
     const uint64_t m_sector;
     const Direction m_direction;
+    const Blocking m_blocking;
+    bool m_would_block = false;
     uint64_t m_pos = 0; // transfer offset of the current segment's first byte
     uint64_t m_done = 0; // bytes known complete (contiguous from 0)
     std::vector<uint8_t> m_bounce;
@@ -116,16 +139,16 @@ private:
 
 } // namespace
 
-TransferResult read_to_buffer(
-    disk::BlockDevice& disk, uint64_t disk_offset, uint64_t length, DataBuffer& buffer, uint64_t buffer_offset)
+TransferResult read_to_buffer(disk::BlockDevice& disk, uint64_t disk_offset, uint64_t length, DataBuffer& buffer,
+    uint64_t buffer_offset, Blocking blocking)
 {
-    return Transfer(disk, disk_offset, length, Direction::ToBuffer).run(buffer, buffer_offset);
+    return Transfer(disk, disk_offset, length, Direction::ToBuffer, blocking).run(buffer, buffer_offset);
 }
 
-TransferResult write_from_buffer(
-    disk::BlockDevice& disk, uint64_t disk_offset, uint64_t length, DataBuffer& buffer, uint64_t buffer_offset)
+TransferResult write_from_buffer(disk::BlockDevice& disk, uint64_t disk_offset, uint64_t length, DataBuffer& buffer,
+    uint64_t buffer_offset, Blocking blocking)
 {
-    return Transfer(disk, disk_offset, length, Direction::FromBuffer).run(buffer, buffer_offset);
+    return Transfer(disk, disk_offset, length, Direction::FromBuffer, blocking).run(buffer, buffer_offset);
 }
 
 } // namespace vmgen::vm::scsi

@@ -14,7 +14,8 @@
 namespace vmgen::vm::scsi {
 
 struct TransferResult {
-    enum class Failure : uint8_t { None, Disk, Buffer };
+    // WouldBlock: only with Blocking::no, the disk could not do it without waiting (redo it blocking).
+    enum class Failure : uint8_t { None, Disk, Buffer, WouldBlock };
     Failure failure = Failure::None;
     uint64_t done = 0; // bytes of the transfer completed before the failure (all of them on success)
     std::optional<Error> error;
@@ -22,11 +23,14 @@ struct TransferResult {
     [[nodiscard]] bool ok() const { return failure == Failure::None; }
 };
 
+// Blocking::no uses BlockDevice::read_nowait/write_nowait and stops at the first range that would block.
+enum class Blocking : uint8_t { yes, no };
+
 // Preconditions (the callers check them against the CDB): disk_offset and length are multiples of the device's
 // logical sector size and lie inside the disk; [buffer_offset, buffer_offset + length) lies inside the buffer.
-TransferResult read_to_buffer(
-    disk::BlockDevice& disk, uint64_t disk_offset, uint64_t length, DataBuffer& buffer, uint64_t buffer_offset);
-TransferResult write_from_buffer(
-    disk::BlockDevice& disk, uint64_t disk_offset, uint64_t length, DataBuffer& buffer, uint64_t buffer_offset);
+TransferResult read_to_buffer(disk::BlockDevice& disk, uint64_t disk_offset, uint64_t length, DataBuffer& buffer,
+    uint64_t buffer_offset, Blocking blocking = Blocking::yes);
+TransferResult write_from_buffer(disk::BlockDevice& disk, uint64_t disk_offset, uint64_t length, DataBuffer& buffer,
+    uint64_t buffer_offset, Blocking blocking = Blocking::yes);
 
 } // namespace vmgen::vm::scsi

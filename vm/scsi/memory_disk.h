@@ -48,6 +48,21 @@ public:
         ++m_writes;
         return {};
     }
+    // Memory never blocks: the nowait paths do the I/O, unless set_would_block() makes them answer "would block".
+    Result<bool> read_nowait(uint64_t offset, std::span<uint8_t> out) override
+    {
+        if (nowait_refused())
+            return false;
+        TRY(read(offset, out));
+        return true;
+    }
+    Result<bool> write_nowait(uint64_t offset, std::span<const uint8_t> in) override
+    {
+        if (nowait_refused())
+            return false;
+        TRY(write(offset, in));
+        return true;
+    }
     Result<void> flush() override
     {
         std::lock_guard lock(m_mutex);
@@ -77,6 +92,8 @@ public:
         m_bytes.resize(size);
         m_info.virtual_size = size;
     }
+    void set_would_block(bool would_block) { m_would_block = would_block; }
+    [[nodiscard]] unsigned nowait_refusals() const { return m_nowait_refusals; }
     [[nodiscard]] unsigned flushes() const { return m_flushes; }
     [[nodiscard]] unsigned reads() const { return m_reads; }
     [[nodiscard]] unsigned writes() const { return m_writes; }
@@ -92,6 +109,13 @@ private:
             return fail("request at {} length {} past the end", offset, length);
         return {};
     }
+    bool nowait_refused()
+    {
+        std::lock_guard lock(m_mutex);
+        if (m_would_block)
+            ++m_nowait_refusals;
+        return m_would_block;
+    }
     static bool hits(uint64_t at, uint64_t offset, uint64_t length) { return at >= offset && at - offset < length; }
 
     std::mutex m_mutex;
@@ -101,6 +125,8 @@ private:
     uint64_t m_fail_reads_at = UINT64_MAX;
     uint64_t m_fail_writes_at = UINT64_MAX;
     bool m_fail_flush = false;
+    bool m_would_block = false;
+    unsigned m_nowait_refusals = 0;
     unsigned m_flushes = 0;
     unsigned m_reads = 0;
     unsigned m_writes = 0;

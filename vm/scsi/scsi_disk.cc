@@ -144,11 +144,44 @@ ScsiOutcome ScsiDisk::read_write(ScsiRequest& request, bool write)
     if ((flags & wire::rw_protect_mask) != 0)
         return sense::invalid_field_in_cdb(1, 7); // no protection information
     // FUA on a read asks for the medium's data, which is all we have: nothing to do.
-    return transfer(request, write, lba, count, write && (flags & wire::rw_fua) != 0, length_field);
+    return *transfer(request, write, lba, count, write && (flags & wire::rw_fua) != 0, length_field, Blocking::yes);
 }
 
-ScsiOutcome ScsiDisk::transfer(
-    ScsiRequest& request, bool write, uint64_t lba, uint64_t count, bool fua, uint16_t length_field)
+std::optional<ScsiOutcome> ScsiDisk::execute_nowait(const ScsiCommand& command, DataBuffer& data)
+{
+    bool write = false;
+    switch (command.opcode()) {
+    case op::read_6:
+    case op::read_10:
+    case op::read_12:
+    case op::read_16:
+        break;
+    case op::write_6:
+    case op::write_10:
+    case op::write_12:
+    case op::write_16:
+        write = true;
+        break;
+    default:
+        return std::nullopt;
+    }
+    // execute() answers these (malformed CDB, NACA, a pending unit attention).
+    if (m_capacity_changed.load())
+        return std::nullopt;
+    ScsiRequest request(command, data);
+    if (request.cdb_size() == 0 || request.naca())
+        return std::nullopt;
+    const auto [lba, count, flags, length_field] = request.block_fields();
+    if ((flags & wire::rw_protect_mask) != 0)
+        return std::nullopt;
+    const bool fua = write && (flags & wire::rw_fua) != 0;
+    if (write && (fua || !m_write_cache.load()))
+        return std::nullopt; // a flush follows: that waits for the device
+    return transfer(request, write, lba, count, fua, length_field, Blocking::no);
+}
+
+std::optional<ScsiOutcome> ScsiDisk::transfer(ScsiRequest& request, bool write, uint64_t lba, uint64_t count,
+    bool fua, uint16_t length_field, Blocking blocking)
 {
     if (write && m_read_only)
         return sense::write_protected();
@@ -162,8 +195,11 @@ ScsiOutcome ScsiDisk::transfer(
     if (bytes > (write ? request.data_out_limit() : request.data_in_limit()))
         return sense::buffer_too_small(length_field);
 
-    TransferResult result = write ? write_from_buffer(*m_disk, lba * m_block_size, bytes, request.data(), 0)
-                                  : read_to_buffer(*m_disk, lba * m_block_size, bytes, request.data(), 0);
+    TransferResult result = write
+        ? write_from_buffer(*m_disk, lba * m_block_size, bytes, request.data(), 0, blocking)
+        : read_to_buffer(*m_disk, lba * m_block_size, bytes, request.data(), 0, blocking);
+    if (result.failure == TransferResult::Failure::WouldBlock)
+        return std::nullopt;
     if (!result.ok()) {
         const uint64_t done_blocks = result.done / m_block_size;
         ScsiOutcome outcome;

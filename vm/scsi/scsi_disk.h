@@ -17,12 +17,14 @@
 #pragma once
 
 #include "vm/disk/block_device.h"
+#include "vm/scsi/block_transfer.h"
 #include "vm/scsi/inquiry.h"
 #include "vm/scsi/scsi_lun.h"
 
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <optional>
 
 namespace vmgen::vm::scsi {
 
@@ -45,6 +47,9 @@ public:
     static Result<std::unique_ptr<ScsiDisk>> create(std::unique_ptr<disk::BlockDevice> disk, ScsiDiskOptions options);
 
     ScsiOutcome execute(const ScsiCommand& command, DataBuffer& data) override;
+    // READ and WRITE (6/10/12/16) the disk can do without blocking (BlockDevice::read_nowait/write_nowait): no
+    // FUA, write cache on, no unit attention pending. Everything else answers nullopt.
+    std::optional<ScsiOutcome> execute_nowait(const ScsiCommand& command, DataBuffer& data) override;
     [[nodiscard]] uint8_t peripheral_type() const override { return protocols::scsi::peripheral_type_disk; }
 
     [[nodiscard]] disk::BlockDevice& disk() { return *m_disk; }
@@ -64,8 +69,9 @@ private:
 
     // scsi_disk.cc: data commands.
     ScsiOutcome read_write(ScsiRequest& request, bool write);
-    ScsiOutcome transfer(
-        ScsiRequest& request, bool write, uint64_t lba, uint64_t count, bool fua, uint16_t length_field);
+    // nullopt only with Blocking::no (the disk would block).
+    std::optional<ScsiOutcome> transfer(ScsiRequest& request, bool write, uint64_t lba, uint64_t count, bool fua,
+        uint16_t length_field, Blocking blocking);
     ScsiOutcome verify(ScsiRequest& request);
     ScsiOutcome synchronize_cache(ScsiRequest& request);
     ScsiOutcome unmap(ScsiRequest& request);

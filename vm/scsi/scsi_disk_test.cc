@@ -382,6 +382,63 @@ TEST(ScsiDiskTest, ModeSelectRefusals)
     EXPECT_TRUE(f.lun->write_cache_enabled());
 }
 
+TEST(ScsiDiskTest, NowaitExecutesOnlyReadsAndWritesThatCannotBlock)
+{
+    auto f = make_disk();
+    const uint64_t blocks = (8 << 20) / 512;
+    std::vector<uint8_t> buf(4 * 512);
+    SpanDataBuffer in(buf);
+    auto outcome = f.lun->execute_nowait(ScsiCommand::make(rw10(op::read_10, 6, 4), DataDirection::In, 2048), in);
+    ASSERT_TRUE(outcome);
+    EXPECT_TRUE(outcome->good());
+    EXPECT_EQ(outcome->transferred, 2048u);
+    EXPECT_EQ(buf, pattern(6 * 512, 2048, 0x11));
+
+    auto data = pattern(0, 2048, 0x42);
+    SpanDataBuffer out(data);
+    const auto flushes = f.disk->flushes();
+    outcome = f.lun->execute_nowait(ScsiCommand::make(rw10(op::write_10, 10, 4), DataDirection::Out, 2048), out);
+    ASSERT_TRUE(outcome);
+    EXPECT_TRUE(outcome->good());
+    EXPECT_EQ(std::vector<uint8_t>(f.disk->bytes().begin() + 10 * 512, f.disk->bytes().begin() + 14 * 512), data);
+
+    // FUA (and write-through) need a flush: not without blocking, and nothing is written.
+    EXPECT_FALSE(f.lun->execute_nowait(
+        ScsiCommand::make(rw10(op::write_10, 20, 4, 0x08), DataDirection::Out, 2048), out));
+    EXPECT_EQ(std::vector<uint8_t>(f.disk->bytes().begin() + 20 * 512, f.disk->bytes().begin() + 24 * 512),
+        pattern(20 * 512, 2048, 0x11));
+    EXPECT_EQ(f.disk->flushes(), flushes);
+    // Anything but READ/WRITE is for execute().
+    std::vector<uint8_t> inquiry_buf(96);
+    SpanDataBuffer inquiry_in(inquiry_buf);
+    EXPECT_FALSE(f.lun->execute_nowait(ScsiCommand::make(inquiry(false, 0, 96), DataDirection::In, 96), inquiry_in));
+
+    // A checked error is a final answer on this path too.
+    outcome = f.lun->execute_nowait(
+        ScsiCommand::make(rw10(op::read_10, static_cast<uint32_t>(blocks - 1), 4), DataDirection::In, 2048), in);
+    ASSERT_TRUE(outcome);
+    EXPECT_EQ(outcome->status, ScsiStatus::CheckCondition);
+    EXPECT_EQ(outcome->sense.asc(), 0x21);
+
+    // The disk would block: declined, and execute() does it.
+    f.disk->set_would_block(true);
+    const auto read6 = ScsiCommand::make(rw10(op::read_10, 6, 4), DataDirection::In, 2048);
+    EXPECT_FALSE(f.lun->execute_nowait(read6, in));
+    EXPECT_GE(f.disk->nowait_refusals(), 1u);
+    std::fill(buf.begin(), buf.end(), uint8_t {0});
+    EXPECT_TRUE(f.lun->execute(read6, in).good());
+    EXPECT_EQ(buf, pattern(6 * 512, 2048, 0x11));
+
+    // A pending unit attention is reported by execute(), once, and not lost to the nowait attempt.
+    f.disk->set_would_block(false);
+    f.lun->notify_capacity_changed();
+    EXPECT_FALSE(f.lun->execute_nowait(read6, in));
+    auto attention = f.lun->execute(read6, in);
+    EXPECT_EQ(attention.status, ScsiStatus::CheckCondition);
+    EXPECT_EQ(attention.sense.key(), wire::sense_key::unit_attention);
+    EXPECT_TRUE(f.lun->execute_nowait(read6, in));
+}
+
 TEST(ScsiDiskTest, ReadsAndWritesEveryCdbSize)
 {
     for (const uint32_t sector : { 512u, 4096u }) {

@@ -125,6 +125,16 @@ public:
 
     // Executes one command. Never fails as a C++ call: every problem is a CHECK CONDITION outcome.
     virtual ScsiOutcome execute(const ScsiCommand& command, DataBuffer& data) = 0;
+    // Executes the command only if it can complete without waiting for the backing storage (for a caller that
+    // must not block: storvsp's channel worker). nullopt: it would have to wait; nothing observable changed
+    // except that part of the data may already have been moved, and the caller runs execute() (which moves it
+    // all again). The default never tries.
+    virtual std::optional<ScsiOutcome> execute_nowait(const ScsiCommand& command, DataBuffer& data)
+    {
+        (void)command;
+        (void)data;
+        return std::nullopt;
+    }
     // Peripheral device type (INQUIRY byte 0 bits 4:0): 0x00 disk, 0x05 CD/DVD.
     [[nodiscard]] virtual uint8_t peripheral_type() const = 0;
     // A logical unit reset (storvsp: RESET_LUN / RESET_BUS / RESET_ADAPTER): forgets volatile state such as a

@@ -46,6 +46,27 @@ std::span<const uint8_t> bytes_of(const wire::VstorPacket& packet)
     return {reinterpret_cast<const uint8_t*>(&packet), sizeof(packet)};
 }
 
+// A command's data buffer for ScsiLun::execute: the GPA-direct ranges of its packet, or none.
+class CommandBuffer {
+public:
+    CommandBuffer(const GuestMemory& memory, const std::optional<vmbus::GpaRanges>& ranges, uint64_t size)
+        : m_gpa(memory, ranges ? *ranges : no_ranges(), size)
+        , m_has_ranges(ranges.has_value())
+    {
+    }
+    scsi::DataBuffer& get() { return m_has_ranges ? static_cast<scsi::DataBuffer&>(m_gpa) : m_none; }
+
+private:
+    static const vmbus::GpaRanges& no_ranges()
+    {
+        static const vmbus::GpaRanges none;
+        return none;
+    }
+    GpaDataBuffer m_gpa;
+    scsi::SpanDataBuffer m_none;
+    bool m_has_ranges;
+};
+
 wire::VstorPacket completion_packet(uint32_t status)
 {
     wire::VstorPacket packet {};
@@ -135,8 +156,9 @@ Result<std::shared_ptr<scsi::ScsiLun>> StorvspController::detach(unsigned lun)
         slot = std::exchange(m_luns[lun], Slot {});
     }
     {
-        // Commands that picked the unit before it left finish first (finish_job counts them down under m_mutex).
+        // Commands that picked the unit before it left finish first (complete_job counts them down under m_mutex).
         std::unique_lock lock(m_mutex);
+        hand_off_batch_locked();
         m_cv.wait(lock, [&] { return slot.busy->load() == 0; });
     }
     notify_rescan();
@@ -200,6 +222,7 @@ void StorvspController::on_close(vmbus::Channel& channel)
 {
     (void)channel;
     std::unique_lock lock(m_mutex);
+    hand_off_batch_locked(); // empty unless the worker stopped mid-burst
     // Commands already taken from the ring finish (their completions go nowhere: the channel is closed).
     m_cv.wait(lock, [&] { return m_in_flight == 0; });
     m_channel = nullptr;
@@ -354,6 +377,7 @@ vmbus::PacketAction StorvspController::handle_reset(std::unique_lock<std::mutex>
     }
     // Linux expects every outstanding request to have completed when the reset completes
     // (storvsc_host_reset_handler): wait for the I/O threads. Their completions do not need this thread.
+    hand_off_batch_locked();
     m_cv.wait(lock, [&] { return m_in_flight == 0; });
     ++m_stats.resets;
     std::vector<std::shared_ptr<scsi::ScsiLun>> units;
@@ -470,9 +494,46 @@ vmbus::PacketAction StorvspController::handle_srb(vmbus::Channel& channel, const
 
     ++m_stats.commands;
     ++m_in_flight;
-    m_jobs.push_back(std::move(job));
-    m_jobs_cv.notify_one();
+    m_batch.push_back(std::move(job)); // on_drained hands the burst on
     return vmbus::PacketAction::done;
+}
+
+void StorvspController::on_drained(vmbus::Channel& channel)
+{
+    (void)channel;
+    std::unique_lock lock(m_mutex);
+    if (m_batch.empty())
+        return;
+    if (m_options.worker_executes && m_batch.size() == 1 && m_in_flight == 1) {
+        // The guest waits for this one command: complete it here if it cannot block, rather than wake an I/O
+        // thread for it. It stays counted in m_in_flight, so resets and detaches wait for it as for any other.
+        std::unique_ptr<Job> job = std::move(m_batch.front());
+        m_batch.clear();
+        lock.unlock();
+        if (auto outcome = execute_job_nowait(*job)) {
+            complete_job(*job, *outcome);
+            std::lock_guard relock(m_mutex);
+            ++m_stats.worker_commands;
+            return;
+        }
+        lock.lock();
+        m_batch.push_back(std::move(job));
+    }
+    hand_off_batch_locked();
+}
+
+void StorvspController::hand_off_batch_locked()
+{
+    size_t count = m_batch.size();
+    for (auto& job : m_batch)
+        m_jobs.push_back(std::move(job));
+    m_batch.clear();
+    if (count >= m_threads.size()) {
+        m_jobs_cv.notify_all();
+        return;
+    }
+    for (size_t i = 0; i < count; ++i)
+        m_jobs_cv.notify_one();
 }
 
 // ---- Replies ----
@@ -528,24 +589,31 @@ void StorvspController::io_thread()
             job = std::move(m_jobs.front());
             m_jobs.pop_front();
         }
-        run_job(*job);
+        complete_job(*job, execute_job(*job));
     }
 }
 
-void StorvspController::run_job(Job& job)
+scsi::ScsiOutcome StorvspController::execute_job(Job& job)
 {
-    static const vmbus::GpaRanges no_ranges;
-    const vmbus::GpaRanges& ranges = job.ranges ? *job.ranges : no_ranges;
-    GpaDataBuffer gpa_buffer(*job.memory, ranges, job.buffer_bytes);
-    scsi::SpanDataBuffer no_buffer;
-    scsi::DataBuffer& buffer = job.ranges ? static_cast<scsi::DataBuffer&>(gpa_buffer) : no_buffer;
-
-    scsi::ScsiOutcome outcome;
+    CommandBuffer buffer(*job.memory, job.ranges, job.buffer_bytes);
     switch (job.target) {
-    case Job::Target::None: outcome = job.unit->execute(job.command, buffer); break;
-    case Job::Target::ReportLuns: outcome = scsi::report_luns(job.command, buffer, job.luns); break;
-    case Job::Target::AbsentInquiry: outcome = scsi::inquiry_for_absent_lun(job.command, buffer); break;
+    case Job::Target::None: return job.unit->execute(job.command, buffer.get());
+    case Job::Target::ReportLuns: return scsi::report_luns(job.command, buffer.get(), job.luns);
+    case Job::Target::AbsentInquiry: return scsi::inquiry_for_absent_lun(job.command, buffer.get());
     }
+    return scsi::ScsiOutcome::check_condition(protocols::scsi::sense_key::hardware_error, {});
+}
+
+std::optional<scsi::ScsiOutcome> StorvspController::execute_job_nowait(Job& job)
+{
+    if (job.target != Job::Target::None)
+        return execute_job(job); // answered by the controller from memory: never blocks
+    CommandBuffer buffer(*job.memory, job.ranges, job.buffer_bytes);
+    return job.unit->execute_nowait(job.command, buffer.get());
+}
+
+void StorvspController::complete_job(Job& job, const scsi::ScsiOutcome& outcome)
+{
     if (outcome.host_error)
         log_warn("storvsp", "{}: LUN {}: {}", m_options.name, job.srb.lun, outcome.host_error->message());
 

@@ -9,9 +9,12 @@
 // a device that was hot-removed.
 //
 // I/O: the channel's worker parses each EXECUTE_SRB, checks it (packet size, CDB length, direction, the GPA
-// ranges against guest RAM and against data_transfer_length) and hands it to the controller's I/O threads,
-// which run ScsiLun::execute with the guest's pages as the data buffer (zero-copy) and send the completion
-// themselves. Up to max_in_flight commands run at once; beyond that the worker stops reading the ring until one
+// ranges against guest RAM and against data_transfer_length) and collects the SRBs of one burst (what it reads
+// before the ring is empty). Then it hands them to the controller's I/O threads at once, which run
+// ScsiLun::execute with the guest's pages as the data buffer (zero-copy) and send the completion themselves.
+// A burst of one command while nothing else is in flight (a guest waiting for each command) the worker first
+// tries itself with ScsiLun::execute_nowait (page-cache reads, buffered writes), which saves the hand-off to
+// another thread; what would block still goes to an I/O thread. Up to max_in_flight commands run at once; beyond that the worker stops reading the ring until one
 // completes. A completion that finds the host -> guest ring full waits in a queue flushed on the guest's next
 // signal, before any new request is read. FUA and SYNCHRONIZE CACHE reach stable storage before their
 // completion is sent (ScsiDisk flushes the BlockDevice).
@@ -38,6 +41,7 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -62,6 +66,9 @@ struct ControllerOptions {
     // it (Channel::poll_for_packets). 0 turns polling off. Costs host CPU up to this long per completion burst;
     // 50 us measured best on the development machine (docs/performance.md, "Synthetic SCSI").
     std::chrono::microseconds poll_window {50};
+    // Lets the channel's worker complete a lone command that cannot block itself (see above). Off: every
+    // command goes through an I/O thread.
+    bool worker_executes = true;
 };
 
 struct ControllerStats {
@@ -75,6 +82,7 @@ struct ControllerStats {
     uint64_t resets = 0;           // RESET_BUS / RESET_ADAPTER / RESET_LUN
     uint64_t rescans = 0;          // ENUMERATE_BUS sent to the guest
     uint64_t deferred = 0;         // completions that found the ring full
+    uint64_t worker_commands = 0;  // commands the channel's worker completed itself (without an I/O thread)
 };
 
 class StorvspController final : public vmbus::Device {
@@ -100,6 +108,7 @@ public:
     [[nodiscard]] Result<void> on_open(vmbus::Channel& channel) override;
     vmbus::PacketAction on_packet(vmbus::Channel& channel, const vmbus::Packet& packet) override;
     void on_wake(vmbus::Channel& channel) override;
+    void on_drained(vmbus::Channel& channel) override;
     void on_close(vmbus::Channel& channel) override;
     void reset() override;
 
@@ -129,9 +138,15 @@ private:
     bool flush_deferred_locked();
     void notify_rescan();
 
-    // I/O threads.
+    // Queues the burst's jobs for the I/O threads. m_mutex held.
+    void hand_off_batch_locked();
+
+    // I/O threads (and the worker, for a lone job that cannot block).
     void io_thread();
-    void run_job(Job& job);
+    scsi::ScsiOutcome execute_job(Job& job);
+    std::optional<scsi::ScsiOutcome> execute_job_nowait(Job& job);
+    // Sends the completion and retires the job (takes m_mutex).
+    void complete_job(Job& job, const scsi::ScsiOutcome& outcome);
 
     const ControllerOptions m_options;
     vmbus::DeviceOffer m_offer;
@@ -150,8 +165,9 @@ private:
     State m_state = State::Closed;
     uint16_t m_version = 0;
     std::deque<Reply> m_deferred;
-    std::deque<std::unique_ptr<Job>> m_jobs;
-    size_t m_in_flight = 0; // jobs queued or executing
+    std::vector<std::unique_ptr<Job>> m_batch; // the burst the worker is reading (on_drained hands it on)
+    std::deque<std::unique_ptr<Job>> m_jobs;    // waiting for an I/O thread
+    size_t m_in_flight = 0; // jobs in m_batch, queued or executing
     bool m_stopping = false;
     ControllerStats m_stats;
     uint32_t m_warnings_left = 32;

@@ -83,6 +83,14 @@ public:
     [[nodiscard]] bool read_only() const override { return m_inner->read_only(); }
     Result<void> read(uint64_t offset, std::span<uint8_t> out) override { return m_inner->read(offset, out); }
     Result<void> write(uint64_t offset, std::span<const uint8_t> in) override { return m_inner->write(offset, in); }
+    Result<bool> read_nowait(uint64_t offset, std::span<uint8_t> out) override
+    {
+        return m_inner->read_nowait(offset, out);
+    }
+    Result<bool> write_nowait(uint64_t offset, std::span<const uint8_t> in) override
+    {
+        return m_inner->write_nowait(offset, in);
+    }
     Result<void> flush() override { return m_inner->flush(); }
     Result<void> discard(uint64_t offset, uint64_t length) override { return m_inner->discard(offset, length); }
 
@@ -750,6 +758,133 @@ TEST_F(StorvspPollTest, TheNextCommandAfterACompletionNeedsNoSignal)
     // After the window the worker unmasks and sleeps: signals are needed again.
     EXPECT_TRUE(vmbus::testing::wait_until(
         [&] { return channel.outbound->control(protocols::vmbus::ring_offset_interrupt_mask) == 0; }));
+}
+
+} // namespace
+} // namespace vmgen::vm::storvsp::testing
+
+namespace vmgen::vm::storvsp::testing {
+namespace {
+
+// A lone command (the guest waits for it, nothing else in flight) that the LUN can do without blocking is
+// completed by the channel's worker itself; everything else goes through the I/O threads.
+class StorvspWorkerTest : public StorvscTest {
+protected:
+    explicit StorvspWorkerTest(bool worker_executes = true) : StorvscTest(options_with(worker_executes))
+    {
+        backing = std::make_shared<MemoryDisk>(disk_bytes, 512);
+        EXPECT_TRUE(controller->attach(0, make_disk(std::make_unique<SharedDisk>(backing), 0)));
+    }
+    static ControllerOptions options_with(bool worker_executes)
+    {
+        auto options = default_options();
+        options.worker_executes = worker_executes;
+        return options;
+    }
+    [[nodiscard]] uint64_t worker_commands() const { return controller->stats().worker_commands; }
+    void expect_good(const std::optional<Completion>& reply, uint32_t bytes)
+    {
+        ASSERT_TRUE(reply);
+        EXPECT_EQ(reply->srb().srb_status, wire::srb_status_success);
+        EXPECT_EQ(reply->srb().scsi_status, 0);
+        EXPECT_EQ(reply->srb().data_transfer_length, bytes);
+    }
+    std::shared_ptr<MemoryDisk> backing;
+};
+
+TEST_F(StorvspWorkerTest, LoneReadsAndWritesCompleteOnTheWorker)
+{
+    open();
+    init_like_linux();
+    auto data = lba_pattern(8, 16, 3);
+    write_guest(buffer_gpa, data);
+    uint64_t before = worker_commands();
+    expect_good(execute(srb(rw10(op::write_10, 8, 16), DataDirection::Out, 16 * 512)), 16 * 512);
+    std::vector<uint8_t> on_disk(data.size());
+    ASSERT_TRUE(backing->read(8 * 512, on_disk));
+    EXPECT_EQ(on_disk, data);
+
+    Srb read = srb(rw10(op::read_10, 8, 16), DataDirection::In, 16 * 512);
+    read.gpa = buffer_gpa + (1 << 20) + 100;
+    expect_good(execute(read), 16 * 512);
+    EXPECT_EQ(read_guest(read.gpa, data.size()), data);
+    EXPECT_EQ(worker_commands() - before, 2u);
+    auto stats = controller->stats();
+    EXPECT_EQ(stats.bytes_read, 16u * 512);
+    EXPECT_EQ(stats.bytes_written, 16u * 512);
+}
+
+TEST_F(StorvspWorkerTest, FuaWritesAndFlushesGoToTheIoThreads)
+{
+    open();
+    init_like_linux();
+    write_guest(buffer_gpa, lba_pattern(0, 8, 1));
+    uint64_t before = worker_commands();
+    unsigned flushes = backing->flushes();
+    expect_good(execute(srb(rw10(op::write_10, 0, 8, 0x08 /* FUA */), DataDirection::Out, 8 * 512)), 8 * 512);
+    EXPECT_GT(backing->flushes(), flushes) << "FUA must reach stable storage before the completion";
+    flushes = backing->flushes();
+    expect_good(execute(srb({op::synchronize_cache_10, 0, 0, 0, 0, 0, 0, 0, 0, 0})), 0);
+    EXPECT_GT(backing->flushes(), flushes);
+    EXPECT_EQ(worker_commands(), before) << "a flush waits for the device: not on the worker";
+}
+
+TEST_F(StorvspWorkerTest, ACommandThatWouldBlockIsRedoneOnAnIoThread)
+{
+    open();
+    init_like_linux();
+    auto data = lba_pattern(100, 8, 5);
+    std::memcpy(backing->bytes().data() + 100 * 512, data.data(), data.size());
+    backing->set_would_block(true);
+    uint64_t before = worker_commands();
+    expect_good(execute(srb(rw10(op::read_10, 100, 8), DataDirection::In, 8 * 512)), 8 * 512);
+    EXPECT_EQ(read_guest(buffer_gpa, data.size()), data);
+    EXPECT_GE(backing->nowait_refusals(), 1u) << "the worker did not try first";
+    EXPECT_EQ(worker_commands(), before);
+}
+
+TEST_F(StorvspWorkerTest, ABurstIsHandedToTheIoThreads)
+{
+    open();
+    init_like_linux();
+    // Let the worker's poll window after the last completion run out: it unmasks and sleeps.
+    ASSERT_TRUE(vmbus::testing::wait_until(
+        [&] { return channel.outbound->control(protocols::vmbus::ring_offset_interrupt_mask) == 0; }));
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    uint64_t before = worker_commands();
+    // Two commands written before one signal: the worker reads both in one burst.
+    for (uint64_t id = 1; id <= 2; ++id) {
+        Srb read = srb(rw10(op::read_10, static_cast<uint32_t>(id * 8), 8), DataDirection::In, 8 * 512);
+        read.gpa = buffer_gpa + id * 8192;
+        auto packet = srb_packet(read);
+        auto header = gpa_header(read.gpa, read.length);
+        ASSERT_TRUE(channel.outbound->write_packet(
+            protocols::vmbus::packet_type_data_using_gpa_direct, protocols::vmbus::packet_flag_completion_requested,
+            id, header, std::span(reinterpret_cast<const uint8_t*>(&packet), sizeof(packet))));
+    }
+    EXPECT_EQ(server->on_signal_event(channel.connection_id, 0), vm::hv_status::success);
+    std::set<uint64_t> seen;
+    for (int i = 0; i < 2; ++i) {
+        auto reply = receive();
+        ASSERT_TRUE(reply);
+        EXPECT_EQ(reply->srb().srb_status, wire::srb_status_success);
+        seen.insert(reply->trans_id);
+    }
+    EXPECT_EQ(seen, (std::set<uint64_t> {1, 2}));
+    EXPECT_EQ(worker_commands(), before) << "a burst of two is for the I/O threads";
+}
+
+class StorvspNoWorkerTest : public StorvspWorkerTest {
+protected:
+    StorvspNoWorkerTest() : StorvspWorkerTest(false) {}
+};
+
+TEST_F(StorvspNoWorkerTest, EveryCommandGoesThroughAnIoThreadWhenTurnedOff)
+{
+    open();
+    init_like_linux();
+    expect_good(execute(srb(rw10(op::read_10, 0, 8), DataDirection::In, 8 * 512)), 8 * 512);
+    EXPECT_EQ(worker_commands(), 0u);
 }
 
 } // namespace

@@ -92,7 +92,8 @@ void ServerChannel::poll_for_packets(std::chrono::microseconds window)
     // woken below and always ends its drain by unmasking and re-checking, so nothing can be missed.
     m_inbound_control.store(protocols::vmbus::ring_offset_interrupt_mask, 1);
     std::atomic_thread_fence(std::memory_order_seq_cst);
-    wake();
+    if (std::this_thread::get_id() != m_worker.get_id())
+        wake(); // the worker itself reads the ring again when the device returns
 }
 
 void ServerChannel::run()
@@ -118,13 +119,24 @@ void ServerChannel::run()
 void ServerChannel::drain()
 {
     m_reader.begin_read();
+    bool told_drained = false; // on_drained() since the last packet
+    // Every way out tells the device it stopped taking packets (it may hold requests of this burst).
+    auto leave = [&] {
+        m_device.on_drained(*this);
+    };
     for (;;) {
         auto next = m_reader.peek();
         if (!next) {
             fail_channel(next.error());
+            leave();
             return;
         }
         if (!next->has_value()) {
+            if (!told_drained) {
+                told_drained = true;
+                m_device.on_drained(*this);
+                continue; // that may have taken a while: look again
+            }
             // A device expects the guest to answer soon: poll the masked ring a little longer.
             if (steady_ns() < m_poll_until.load(std::memory_order_relaxed) && !m_stopping.load()) {
                 _mm_pause();
@@ -140,7 +152,9 @@ void ServerChannel::drain()
             m_reader.begin_read();
             continue;
         }
+        told_drained = false;
         if (m_device.on_packet(*this, **next) == PacketAction::retry) {
+            leave();
             // Wait for the guest's next signal (it frees space in the host -> guest ring, or sends more).
             auto more = m_reader.end_read();
             if (!more)
@@ -151,12 +165,15 @@ void ServerChannel::drain()
         auto signal = m_reader.commit();
         if (!signal) {
             fail_channel(signal.error());
+            leave();
             return;
         }
         if (*signal)
             signal_guest();
-        if (m_stopping.load())
+        if (m_stopping.load()) {
+            leave();
             return;
+        }
     }
 }
 

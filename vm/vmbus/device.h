@@ -109,6 +109,11 @@ public:
     // The worker woke (a guest signal or Channel::request_drain), before it reads the ring: the moment to send
     // replies that earlier found the host -> guest ring full.
     virtual void on_wake(Channel& channel) { (void)channel; }
+    // The worker has stopped taking packets for now, on its thread: it found the ring empty (called once, before
+    // it polls or sleeps; the ring is read again afterwards, so this may take time), a packet got
+    // PacketAction::retry, or the channel is stopping or failed. A device that collects the requests of one
+    // drained burst in on_packet hands them on (or runs a lone one itself) here.
+    virtual void on_drained(Channel& channel) { (void)channel; }
     // The channel is closed (guest CLOSECHANNEL, UNLOAD, device removal, server reset); the worker has stopped.
     virtual void on_close(Channel& channel) = 0;
     // The guest's VMBus session ended (UNLOAD, a new INITIATE_CONTACT, VM reset): forget any per-guest state.

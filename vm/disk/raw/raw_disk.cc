@@ -5,6 +5,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -47,6 +48,54 @@ Result<void> pwrite_full(int fd, std::span<const uint8_t> in, uint64_t offset)
     return {};
 }
 
+Result<bool> pread_nowait(int fd, std::span<uint8_t> out, uint64_t offset)
+{
+    size_t done = 0;
+    while (done < out.size()) {
+        iovec iov {out.data() + done, out.size() - done};
+        const ssize_t n = ::preadv2(fd, &iov, 1, static_cast<off_t>(offset + done), RWF_NOWAIT);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EOPNOTSUPP)
+                return false;
+            return errno_failure(fmt::format("reading {} bytes at {}", out.size() - done, offset + done));
+        }
+        if (n == 0)
+            return fail("reading {} bytes at {}: unexpected end of file", out.size() - done, offset + done);
+        // A short read with RWF_NOWAIT means the rest is not cached: the blocking path reads it.
+        if (static_cast<size_t>(n) < out.size() - done)
+            return false;
+        done += static_cast<size_t>(n);
+    }
+    return true;
+}
+
+Result<bool> pwrite_nowait(int fd, std::span<const uint8_t> in, uint64_t offset)
+{
+    size_t done = 0;
+    bool plain = false; // the file system refused RWF_NOWAIT for buffered writes
+    while (done < in.size()) {
+        iovec iov {const_cast<uint8_t*>(in.data() + done), in.size() - done};
+        const ssize_t n = ::pwritev2(fd, &iov, 1, static_cast<off_t>(offset + done), plain ? 0 : RWF_NOWAIT);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EOPNOTSUPP && !plain) {
+                plain = true;
+                continue;
+            }
+            if (errno == EAGAIN)
+                return false;
+            return errno_failure(fmt::format("writing {} bytes at {}", in.size() - done, offset + done));
+        }
+        if (n == 0)
+            return fail("writing {} bytes at {}: no progress", in.size() - done, offset + done);
+        done += static_cast<size_t>(n);
+    }
+    return true;
+}
+
 Result<void> check_request(uint64_t offset, uint64_t length, uint64_t size, uint32_t sector)
 {
     if (offset % sector != 0 || length % sector != 0)
@@ -85,6 +134,20 @@ public:
             return fail("write to a read-only disk");
         TRY(check_request(offset, in.size(), m_info.virtual_size, m_info.logical_sector_size));
         return pwrite_full(m_fd.get(), in, offset);
+    }
+
+    Result<bool> read_nowait(uint64_t offset, std::span<uint8_t> out) override
+    {
+        TRY(check_request(offset, out.size(), m_info.virtual_size, m_info.logical_sector_size));
+        return pread_nowait(m_fd.get(), out, offset);
+    }
+
+    Result<bool> write_nowait(uint64_t offset, std::span<const uint8_t> in) override
+    {
+        if (m_read_only)
+            return fail("write to a read-only disk");
+        TRY(check_request(offset, in.size(), m_info.virtual_size, m_info.logical_sector_size));
+        return pwrite_nowait(m_fd.get(), in, offset);
     }
 
     Result<void> flush() override

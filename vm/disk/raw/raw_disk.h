@@ -22,6 +22,11 @@ Result<void> create_raw(const std::string& path, uint64_t size);
 // a read past the end of the file is an error.
 Result<void> pread_full(int fd, std::span<uint8_t> out, uint64_t offset);
 Result<void> pwrite_full(int fd, std::span<const uint8_t> in, uint64_t offset);
+// BlockDevice::read_nowait/write_nowait for one file range: false when the kernel would block (EAGAIN, a short
+// read of a partly cached range) or, for reads, cannot say (EOPNOTSUPP); a write the file system cannot do with
+// RWF_NOWAIT (EOPNOTSUPP) is done as a plain buffered pwrite.
+Result<bool> pread_nowait(int fd, std::span<uint8_t> out, uint64_t offset);
+Result<bool> pwrite_nowait(int fd, std::span<const uint8_t> in, uint64_t offset);
 // Checks a request against a device of `size` bytes with `sector`-byte sectors.
 Result<void> check_request(uint64_t offset, uint64_t length, uint64_t size, uint32_t sector);
 

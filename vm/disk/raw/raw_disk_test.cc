@@ -2,7 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -72,6 +74,59 @@ TEST_F(RawDiskTest, WriteReadFlushDiscard)
     EXPECT_EQ(back[1024], data[1024]);
     // The last sector is addressable.
     ASSERT_TRUE(disk->write((8 << 20) - 512, std::span(data).first(512)));
+}
+
+// Whether this file system answers RWF_NOWAIT reads (ext4, xfs, btrfs do; tmpfs only on newer kernels).
+bool nowait_reads_supported(const std::string& p)
+{
+    int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    uint8_t byte = 0;
+    iovec iov {&byte, 1};
+    ssize_t n = ::preadv2(fd, &iov, 1, 0, RWF_NOWAIT);
+    bool supported = n >= 0 || errno != EOPNOTSUPP;
+    ::close(fd);
+    return supported;
+}
+
+TEST_F(RawDiskTest, NowaitReadsComeFromThePageCacheOnly)
+{
+    const auto p = path("a.img");
+    ASSERT_TRUE(create_raw(p, 8 << 20));
+    if (!nowait_reads_supported(p))
+        GTEST_SKIP() << "the file system of " << p << " does not take RWF_NOWAIT reads";
+    auto disk = std::move(*open_raw(p, false));
+    std::vector<uint8_t> data(64 * 1024);
+    for (size_t i = 0; i < data.size(); ++i)
+        data[i] = static_cast<uint8_t>(i * 13 + 5);
+    auto written = disk->write_nowait(1 << 20, data);
+    ASSERT_TRUE(written) << written.error().message();
+    EXPECT_TRUE(*written) << "a buffered write never waits for the device";
+    std::vector<uint8_t> back(data.size());
+    auto cached = disk->read_nowait(1 << 20, back);
+    ASSERT_TRUE(cached) << cached.error().message();
+    ASSERT_TRUE(*cached) << "just written: in the page cache";
+    EXPECT_EQ(back, data);
+
+    // Written back and dropped from the cache: the nowait read declines, the blocking read still works.
+    ASSERT_TRUE(disk->flush());
+    int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+    ::close(fd);
+    std::fill(back.begin(), back.end(), uint8_t {0});
+    auto uncached = disk->read_nowait(1 << 20, back);
+    ASSERT_TRUE(uncached) << uncached.error().message();
+    EXPECT_FALSE(*uncached) << "a read that needs the device must not be done on a thread that cannot wait";
+    ASSERT_TRUE(disk->read(1 << 20, back));
+    EXPECT_EQ(back, data);
+
+    // The same checks as the blocking calls.
+    EXPECT_FALSE(disk->read_nowait(100, std::span(back).first(512)));
+    EXPECT_FALSE(disk->write_nowait(8 << 20, std::span(data).first(512)));
+    auto read_only = std::move(*open_raw(p, true));
+    EXPECT_FALSE(read_only->write_nowait(0, std::span(data).first(512)));
 }
 
 TEST_F(RawDiskTest, BoundsAndAlignment)

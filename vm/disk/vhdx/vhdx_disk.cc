@@ -2,6 +2,7 @@
 
 #include "support/errno_error.h"
 #include "support/log.h"
+#include "vm/disk/raw/raw_disk.h"
 #include "vm/disk/vhdx/vhdx_internal.h"
 
 #include <fcntl.h>
@@ -94,6 +95,65 @@ Result<void> VhdxDisk::read(uint64_t offset, std::span<uint8_t> out)
         done += n;
     }
     return {};
+}
+
+Result<bool> VhdxDisk::read_nowait(uint64_t offset, std::span<uint8_t> out)
+{
+    TRY(check(offset, out.size()));
+    std::shared_lock lock(m_mutex, std::try_to_lock);
+    if (!lock.owns_lock())
+        return false;
+    size_t done = 0;
+    while (done < out.size()) {
+        uint64_t pos = offset + done;
+        uint64_t block = pos / m_block_size;
+        uint64_t in_block = pos % m_block_size;
+        size_t n = static_cast<size_t>(std::min<uint64_t>(out.size() - done, m_block_size - in_block));
+        auto part = out.subspan(done, n);
+        uint64_t entry = m_bat[bat_index(block)];
+        switch (source_of(entry)) {
+        case Source::File:
+            if (!TRY(pread_nowait(m_fd.get(), part, offset_of(entry) + in_block)))
+                return false;
+            break;
+        case Source::Parent:
+            if (!TRY(m_parent->read_nowait(pos, part)))
+                return false;
+            break;
+        case Source::Zero:
+            std::fill(part.begin(), part.end(), uint8_t {0});
+            break;
+        case Source::Bitmap:
+            return false; // the sector bitmap is metadata read from the file
+        }
+        done += n;
+    }
+    return true;
+}
+
+Result<bool> VhdxDisk::write_nowait(uint64_t offset, std::span<const uint8_t> in)
+{
+    TRY(check(offset, in.size()));
+    if (m_read_only)
+        return fail("VHDX image is read-only");
+    std::unique_lock lock(m_mutex, std::try_to_lock);
+    if (!lock.owns_lock() || m_failed || !m_file_guid_new || !m_data_guid_new)
+        return false; // write() reports the failure or updates the header first
+    for (uint64_t pos = offset - offset % m_block_size; pos < offset + in.size(); pos += m_block_size) {
+        if (state_of(m_bat[bat_index(pos / m_block_size)]) != vhdx_payload_fully_present)
+            return false; // allocation or a sector bitmap update: metadata through the log
+    }
+    size_t done = 0;
+    while (done < in.size()) {
+        uint64_t pos = offset + done;
+        uint64_t in_block = pos % m_block_size;
+        size_t n = static_cast<size_t>(std::min<uint64_t>(in.size() - done, m_block_size - in_block));
+        m_unsynced = true;
+        if (!TRY(pwrite_nowait(m_fd.get(), in.subspan(done, n), offset_of(m_bat[bat_index(pos / m_block_size)]) + in_block)))
+            return false;
+        done += n;
+    }
+    return true;
 }
 
 Result<void> VhdxDisk::read_block(uint64_t block, uint64_t in_block, std::span<uint8_t> out)

@@ -76,6 +76,11 @@ public:
     [[nodiscard]] bool read_only() const override { return m_read_only; }
     Result<void> read(uint64_t offset, std::span<uint8_t> out) override;
     Result<void> write(uint64_t offset, std::span<const uint8_t> in) override;
+    // Without waiting: reads of fully present blocks from the page cache, zero blocks, a parent's nowait read;
+    // writes only into fully present blocks (no metadata to update) once this open has its new write GUIDs.
+    // A writer holding the image lock, a partially present block or an allocation answer false.
+    Result<bool> read_nowait(uint64_t offset, std::span<uint8_t> out) override;
+    Result<bool> write_nowait(uint64_t offset, std::span<const uint8_t> in) override;
     Result<void> flush() override;
     Result<void> discard(uint64_t offset, uint64_t length) override;
     Result<std::vector<Extent>> extents(uint64_t offset, uint64_t length) override;

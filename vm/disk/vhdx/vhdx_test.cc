@@ -280,6 +280,54 @@ TEST_F(VhdxTest, WritesIntoAllocatedBlocks)
     EXPECT_EQ(raw[(20 << 20) + 4096], 0x33);
 }
 
+TEST_F(VhdxTest, NowaitPathsTouchOnlyAllocatedBlocksAndNoMetadata)
+{
+    std::string p = create("subformat=dynamic,block_size=1M", "8M");
+    qemu_write(p, "-c 'write -P 0x5e 0 1M'"); // block 0 allocated, the rest not
+    {
+        auto d = open_vhdx(p, false);
+        ASSERT_TRUE(d) << d.error().message();
+        BlockDevice& disk = **d;
+        std::vector<uint8_t> back(64 * 1024);
+        auto got = disk.read_nowait(4096, back);
+        ASSERT_TRUE(got) << got.error().message();
+        ASSERT_TRUE(*got) << "just written by qemu-io: in the page cache";
+        EXPECT_TRUE(std::all_of(back.begin(), back.end(), [](uint8_t b) { return b == 0x5e; }));
+        got = disk.read_nowait(3 << 20, back); // unallocated: zeroes, no I/O at all
+        ASSERT_TRUE(got && *got);
+        EXPECT_TRUE(std::all_of(back.begin(), back.end(), [](uint8_t b) { return b == 0; }));
+
+        std::vector<uint8_t> data(8192, 0xa7);
+        got = disk.write_nowait(8192, data);
+        ASSERT_TRUE(got);
+        EXPECT_FALSE(*got) << "the first write of an open updates the header's write GUIDs";
+        ASSERT_TRUE(disk.write(0, std::span(data).first(4096)));
+        got = disk.write_nowait(8192, data);
+        ASSERT_TRUE(got);
+        EXPECT_TRUE(*got) << "a fully present block takes the write without metadata";
+        got = disk.write_nowait((2 << 20) + 4096, data);
+        ASSERT_TRUE(got);
+        EXPECT_FALSE(*got) << "allocating a block is a metadata update through the log";
+        got = disk.write_nowait((1 << 20) - 4096, data); // the second half lands in unallocated block 1
+        ASSERT_TRUE(got);
+        EXPECT_FALSE(*got);
+        auto extents = disk.extents(1 << 20, 7 << 20);
+        ASSERT_TRUE(extents);
+        ASSERT_EQ(extents->size(), 1u);
+        EXPECT_EQ(extents->front().kind, ExtentKind::Zero) << "a declined nowait write allocated a block";
+        EXPECT_FALSE(disk.write_nowait(100, data)) << "unaligned";
+        ASSERT_TRUE(disk.close());
+    }
+    sh("qemu-img check -f vhdx " + p);
+    auto raw = qemu_raw(p);
+    EXPECT_EQ(raw[0], 0xa7);
+    EXPECT_EQ(raw[4096], 0x5e);
+    EXPECT_EQ(raw[8192], 0xa7);
+    EXPECT_EQ(raw[16383], 0xa7);
+    EXPECT_EQ(raw[16384], 0x5e);
+    EXPECT_EQ(raw[(2 << 20) + 4096], 0x00);
+}
+
 TEST_F(VhdxTest, ReplaysADirtyLog)
 {
     // qemu writes BAT updates through the log and empties the log afterwards, leaving the entry in place.
