@@ -7,7 +7,9 @@
 // starts where I/O is accepted; bit 1: the channel refuses sends as "ring full" every other time (replies queue up
 // and are flushed by on_wake); bit 2: a DVD drive with a medium at LUN 1; bit 3: detach and re-attach LUN 0 halfway.
 // kind bits 0-1: packet type (0 inband, 1 GPA direct, 2 transfer pages, 3 completion); bit 2: completion requested;
-// bit 3: the header's PFNs are rewritten to point into guest RAM (so data moves); bit 4: call on_wake after it.
+// bit 3: the header's PFNs are rewritten to point into guest RAM (so data moves); bit 4: call on_wake after it;
+// bit 5: call on_drained after it (the worker found the ring empty: a lone command runs on the calling thread,
+// a burst goes to the I/O threads).
 // The guest RAM is 1 MiB; disks are small MemoryDisks. A crash, sanitizer report, hang or abort is a bug.
 #include "protocols/vmbus/ring.h"
 #include "protocols/vmbus/storvsp.h"
@@ -82,9 +84,12 @@ void send(storvsp::StorvspController& controller, FuzzChannel& channel, uint16_t
     packet.trans_id = trans_id;
     packet.header = header;
     packet.payload = payload;
-    // A retry is the device saying "ask me again later": the fuzzer drains as the worker would.
-    for (int i = 0; i < 4 && controller.on_packet(channel, packet) == vmbus::PacketAction::retry; ++i)
+    // A retry is the device saying "ask me again later": the fuzzer drains as the worker would (it ends the
+    // burst, then waits for a wake-up).
+    for (int i = 0; i < 4 && controller.on_packet(channel, packet) == vmbus::PacketAction::retry; ++i) {
+        controller.on_drained(channel);
         controller.on_wake(channel);
+    }
 }
 
 void init_like_linux(storvsp::StorvspController& controller, FuzzChannel& channel)
@@ -165,6 +170,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size)
                                              vmbus_wire::packet_type_completion};
         uint16_t flags = (kind & 4) ? vmbus_wire::packet_flag_completion_requested : 0;
         send(controller, channel, types[kind & 3], flags, trans_id++, header, payload);
+        // The worker found the ring empty: a lone command may run on this thread, a burst goes to the I/O threads.
+        if (kind & 32)
+            controller.on_drained(channel);
         if (kind & 16)
             controller.on_wake(channel);
         if ((setup & 8) && !swapped && at >= half) {
@@ -173,6 +181,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size)
                 std::abort();
         }
     }
+    controller.on_drained(channel);
     controller.on_close(channel); // waits for the I/O threads
     controller.reset();
     return 0;
