@@ -1,6 +1,7 @@
 #include "vmm/kvm_machine.h"
 
 #include "support/log.h"
+#include "support/thread_name.h"
 #include "vm/acpi/tables.h"
 #include "vm/vmbus/echo_device.h"
 #include "vmm/boot/kernel_loader.h"
@@ -289,6 +290,7 @@ Result<RunOutcome> KvmMachine::run()
         m_running = true;
         for (size_t i = 0; i < m_boot.vcpus.size(); ++i) {
             threads.emplace_back([&, i] {
+                set_thread_name("vcpu{}", i);
                 sigset_t set;
                 sigfillset(&set);
                 sigdelset(&set, hv::kick_signal());

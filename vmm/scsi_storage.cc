@@ -134,6 +134,8 @@ Result<void> ScsiStorage::add_controller_locked()
     // command after a completion, in microseconds; whether the worker completes lone commands itself (0: no).
     if (const char* poll = std::getenv("VMGEN_STORVSP_POLL_US"); poll != nullptr && *poll != '\0')
         options.poll_window = std::chrono::microseconds(std::strtoul(poll, nullptr, 10));
+    if (const char* threads = std::getenv("VMGEN_STORVSP_IO_THREADS"); threads != nullptr && *threads != '\0')
+        options.io_threads = static_cast<unsigned>(std::strtoul(threads, nullptr, 10));
     if (const char* on = std::getenv("VMGEN_STORVSP_WORKER_EXECUTES"); on != nullptr && *on != '\0')
         options.worker_executes = std::strcmp(on, "0") != 0;
     Controller controller;

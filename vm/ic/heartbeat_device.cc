@@ -1,6 +1,7 @@
 #include "vm/ic/heartbeat_device.h"
 
 #include "support/log.h"
+#include "support/thread_name.h"
 
 #include <algorithm>
 #include <cstring>
@@ -49,7 +50,10 @@ void HeartbeatDevice::start_timer()
         std::lock_guard timer_lock(m_timer_mutex);
         m_timer_stop = false;
     }
-    m_timer = std::thread([this] { timer_main(); });
+    m_timer = std::thread([this] {
+        set_thread_name("heartbeat");
+        timer_main();
+    });
 }
 
 void HeartbeatDevice::stop_timer()

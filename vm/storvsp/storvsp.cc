@@ -1,6 +1,7 @@
 #include "vm/storvsp/storvsp.h"
 
 #include "support/log.h"
+#include "support/thread_name.h"
 #include "vm/scsi/inquiry.h"
 #include "vm/vmbus/gpa_direct.h"
 
@@ -103,7 +104,10 @@ Result<std::unique_ptr<StorvspController>> StorvspController::create(ControllerO
         return fail("a SCSI controller must allow at least one command in flight");
     std::unique_ptr<StorvspController> controller(new StorvspController(std::move(options)));
     for (unsigned i = 0; i < controller->m_options.io_threads; ++i)
-        controller->m_threads.emplace_back([c = controller.get()] { c->io_thread(); });
+        controller->m_threads.emplace_back([c = controller.get(), i] {
+            set_thread_name("{}-io{}", c->m_options.name, i);
+            c->io_thread();
+        });
     return controller;
 }
 

@@ -7,11 +7,15 @@
 #include "vm/scsi/scsi_dvd.h"
 #include "vm/scsi/scsi_test_initiator.h"
 
+#include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <gtest/gtest.h>
 
 #include <atomic>
 #include <condition_variable>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <future>
 #include <mutex>
 #include <set>
@@ -702,6 +706,27 @@ TEST_F(StorvspLimitTest, CommandsBeyondTheLimitWaitInTheRing)
         seen.insert(reply->trans_id);
     }
     EXPECT_EQ(controller->stats().commands, 6u);
+}
+
+// What top -H and perf show: an operator can tell a controller's I/O threads and the channel's worker apart.
+TEST_F(StorvspTest, ThreadsCarryTheControllerAndChannelNames)
+{
+    open();
+    auto names = [] {
+        std::multiset<std::string> out;
+        for (const auto& entry : std::filesystem::directory_iterator("/proc/self/task")) {
+            std::ifstream comm(entry.path() / "comm");
+            std::string name;
+            std::getline(comm, name);
+            out.insert(name);
+        }
+        return out;
+    };
+    EXPECT_TRUE(vmbus::testing::wait_until([&] {
+        auto n = names();
+        return n.count("scsi0-io0") == 1 && n.count("scsi0-io1") == 1 && n.count("scsi0-io2") == 0 &&
+            n.count(fmt::format("vmbus-ch{}", channel.relid)) == 1;
+    })) << "threads: " << fmt::format("{}", fmt::join(names(), " "));
 }
 
 TEST(StorvspCreate, RefusesBadOptions)

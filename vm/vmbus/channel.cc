@@ -2,6 +2,7 @@
 
 #include "support/errno_error.h"
 #include "support/log.h"
+#include "support/thread_name.h"
 
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -49,7 +50,10 @@ ServerChannel::~ServerChannel() { stop(); }
 void ServerChannel::start()
 {
     if (!m_worker.joinable())
-        m_worker = std::thread([this] { run(); });
+        m_worker = std::thread([this] {
+            set_thread_name("vmbus-ch{}", m_relid);
+            run();
+        });
 }
 
 void ServerChannel::wake()

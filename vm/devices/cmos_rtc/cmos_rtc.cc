@@ -1,6 +1,7 @@
 #include "vm/devices/cmos_rtc/cmos_rtc.h"
 
 #include "support/log.h"
+#include "support/thread_name.h"
 
 #include <algorithm>
 #include <chrono>
@@ -76,7 +77,10 @@ CmosRtc::CmosRtc(LineInterrupt& irq, Clock clock)
     m_cmos[reg_a] = a_divider_normal | 0x06; // 32.768 kHz time base, 1024 Hz periodic rate
     m_cmos[reg_b] = b_24h; // BCD, 24-hour
     m_last_eval_ns = rtc_now_ns();
-    m_thread = std::thread([this] { timer_loop(); });
+    m_thread = std::thread([this] {
+        set_thread_name("rtc");
+        timer_loop();
+    });
 }
 
 CmosRtc::~CmosRtc()

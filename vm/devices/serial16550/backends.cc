@@ -2,6 +2,7 @@
 
 #include "support/errno_error.h"
 #include "support/log.h"
+#include "support/thread_name.h"
 #include "support/unique_fd.h"
 
 #include <fcntl.h>
@@ -89,7 +90,10 @@ public:
     void start()
     {
         m_uart.set_backend(this);
-        m_thread = std::thread([this] { run(); });
+        m_thread = std::thread([this] {
+            set_thread_name("serial-in");
+            run();
+        });
     }
 
     [[nodiscard]] const std::string& path() const override { return m_path; }
