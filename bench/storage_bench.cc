@@ -25,11 +25,10 @@
 // Rounds interleave the cases; within a round the side that goes first alternates.
 //
 // While the guest runs, the benchmark samples the CPU time of vmgen's threads (/proc/PID/task/TID/schedstat)
-// when the guest prints "storage start" and when it prints its result, and splits it into the vCPU thread (the
-// one whose CPU time matches vmgen's vcpu_cpu_ns), the channel's worker (the thread seen blocked in read(2) on
-// its eventfd; else the thread created last, on OPENCHANNEL) and the rest (the controller's I/O threads; the other VMM
-// threads stay idle): CPU time per request of each, against the host threads' CPU time per request
-// (CLOCK_THREAD_CPUTIME_ID).
+// when the guest prints "storage start" and when it prints its result, and splits it by thread name into the vCPU
+// thread ("vcpu0"), the controller's channel worker ("vmbus-chN"; the busiest one) and the rest (the controller's
+// I/O threads "scsi0-ioN"; the other VMM threads stay idle): CPU time per request of each, against the host
+// threads' CPU time per request (CLOCK_THREAD_CPUTIME_ID).
 #include "bench/bench_util.h"
 #include "support/errno_error.h"
 #include "support/result.h"
@@ -322,7 +321,6 @@ Result<Measured> host_run(
 
 struct ThreadState {
     uint64_t cpu_ns = 0;
-    long syscall = -2; // -1 running, -2 unknown
     std::string comm;
 };
 using Snapshot = std::map<long, ThreadState>;
@@ -349,8 +347,6 @@ Snapshot snapshot(pid_t pid)
         std::string base = dir + "/" + e->d_name;
         ThreadState t;
         t.cpu_ns = std::strtoull(read_small(base + "/schedstat").c_str(), nullptr, 10);
-        std::string sc = read_small(base + "/syscall");
-        t.syscall = sc.starts_with("running") ? -1 : sc.empty() ? -2 : std::strtol(sc.c_str(), nullptr, 10);
         t.comm = read_small(base + "/comm");
         out[tid] = t;
     }
@@ -368,7 +364,7 @@ struct GuestRun {
 
 // Runs argv with stdout and stderr into one pipe, sampling the child's threads; nullopt (error set) on failure.
 std::optional<std::string> run_guest(const std::vector<std::string>& argv, int timeout_s, std::string& error,
-    Snapshot& at_start, Snapshot& at_end, std::set<long>& readers)
+    Snapshot& at_start, Snapshot& at_end)
 {
     int fds[2];
     if (::pipe2(fds, O_CLOEXEC) != 0) {
@@ -406,12 +402,6 @@ std::optional<std::string> run_guest(const std::vector<std::string>& argv, int t
         }
         pollfd p { fds[0], POLLIN, 0 };
         int r = ::poll(&p, 1, static_cast<int>(std::min<int64_t>(left_ms, 20)));
-        if (started && !ended) {
-            // Which thread waits on an eventfd (the channel worker): blocked in read(2).
-            for (const auto& [tid, t] : snapshot(pid))
-                if (t.syscall == 0)
-                    readers.insert(tid);
-        }
         if (r < 0 && errno == EINTR)
             continue;
         if (r <= 0)
@@ -461,8 +451,7 @@ std::optional<GuestRun> guest_run(
     std::vector<std::string> argv { o.vmgen, "run", "--generation", "2", "--memory", "256M", "--kernel", o.guest,
         "--com1", "stdio", "--stats", "--scsi-disk", image.path, "--cmdline", cmdline };
     Snapshot a, b;
-    std::set<long> readers;
-    auto out = run_guest(argv, o.timeout_s, error, a, b, readers);
+    auto out = run_guest(argv, o.timeout_s, error, a, b);
     if (!out)
         return std::nullopt;
     if (out->find("vmgen-guest: result PASS") == std::string::npos) {
@@ -479,40 +468,21 @@ std::optional<GuestRun> guest_run(
     r.guest = *guest;
     r.stats = *stats;
     if (!a.empty() && !b.empty()) {
-        // The vCPU thread: its CPU time matches vmgen's vcpu_cpu_ns (whole run) best.
-        double vcpu_total = num(r.stats, "vcpu_cpu_ns");
-        long vcpu = -1;
-        double best = 0;
-        for (const auto& [tid, t] : b) {
-            double d = std::abs(static_cast<double>(t.cpu_ns) - vcpu_total);
-            if (vcpu < 0 || d < best) {
-                vcpu = tid;
-                best = d;
-            }
-        }
-        long worker = -1;
-        uint64_t worker_delta = 0;
-        // Candidates: the threads seen waiting in read(2), and the thread created last, when the guest opened the
-        // channel (KVM's own helper threads aside), in case the worker was busy at every sample.
-        long last = -1;
-        for (const auto& [tid, t] : b)
-            if (tid != vcpu && !t.comm.starts_with("kvm") && a.count(tid))
-                last = std::max(last, tid);
-        if (last >= 0)
-            readers.insert(last);
-        for (long tid : readers) {
-            if (!a.count(tid) || !b.count(tid))
-                continue;
-            uint64_t d = b[tid].cpu_ns - a[tid].cpu_ns;
-            if (worker < 0 || d > worker_delta) {
-                worker = tid;
-                worker_delta = d;
-            }
-        }
-        for (const auto& [tid, t] : b) {
+        // vmgen names its threads (support/thread_name.h).
+        auto delta = [&](long tid) {
             auto it = a.find(tid);
             uint64_t before = it == a.end() ? 0 : it->second.cpu_ns;
-            double d = static_cast<double>(t.cpu_ns - std::min(before, t.cpu_ns)) * 1e-9;
+            return b[tid].cpu_ns - std::min(before, b[tid].cpu_ns);
+        };
+        long vcpu = -1, worker = -1;
+        for (const auto& [tid, t] : b) {
+            if (t.comm == "vcpu0")
+                vcpu = tid;
+            else if (t.comm.starts_with("vmbus-ch") && (worker < 0 || delta(tid) > delta(worker)))
+                worker = tid; // the storage channel's worker is the busy one
+        }
+        for (const auto& [tid, t] : b) {
+            double d = static_cast<double>(delta(tid)) * 1e-9;
             if (tid == vcpu)
                 r.vcpu_s += d;
             else if (tid == worker)
@@ -523,8 +493,8 @@ std::optional<GuestRun> guest_run(
         r.profiled = vcpu >= 0 && worker >= 0;
     }
     if (!r.profiled && prefix == "vmgen-guest: storage op=" && std::getenv("STORAGE_BENCH_DEBUG"))
-        fmt::print(stderr, "storage_bench: no thread profile: {} threads at start, {} at the end, {} readers\n{}\n",
-            a.size(), b.size(), readers.size(), *out);
+        fmt::print(stderr, "storage_bench: no thread profile: {} threads at start, {} at the end\n{}\n", a.size(),
+            b.size(), *out);
     return r;
 }
 
@@ -839,7 +809,8 @@ int main(int argc, char** argv)
 
     fmt::print("\nCPU time per request in us during the timed loop: vmgen's vCPU thread (the guest's ring-3 loop, its "
                "exits, and its spinning or halting between completions), the channel's worker thread (reads the ring, "
-               "checks each SRB, queues it), the other vmgen threads (the controller's 4 I/O threads: execute, "
+               "checks each SRB, hands bursts on, executes a lone command that cannot block itself and completes it, "
+               "polls for the next), the other vmgen threads (the controller's 4 I/O threads: execute, "
                "pread/pwrite, send the completion), "
                "against the host side's threads; wall time per request on each side\n");
     fmt::print("{:<6} {:<10} {:>3} {:>9} {:>9} {:>9} {:>11} {:>9} {:>11} {:>10}\n", "format", "workload", "qd", "vCPU",
