@@ -810,7 +810,7 @@ int main(int argc, char** argv)
     fmt::print("\nCPU time per request in us during the timed loop: vmgen's vCPU thread (the guest's ring-3 loop, its "
                "exits, and its spinning or halting between completions), the channel's worker thread (reads the ring, "
                "checks each SRB, hands bursts on, executes a lone command that cannot block itself and completes it, "
-               "polls for the next), the other vmgen threads (the controller's 4 I/O threads: execute, "
+               "polls for the next), the other vmgen threads (the controller's I/O threads: execute, "
                "pread/pwrite, send the completion), "
                "against the host side's threads; wall time per request on each side\n");
     fmt::print("{:<6} {:<10} {:>3} {:>9} {:>9} {:>9} {:>11} {:>9} {:>11} {:>10}\n", "format", "workload", "qd", "vCPU",

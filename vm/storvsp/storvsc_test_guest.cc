@@ -1,6 +1,7 @@
 #include "vm/storvsp/storvsc_test_guest.h"
 
 #include <cstring>
+#include <thread>
 
 namespace vmgen::vm::storvsp::testing {
 
@@ -188,6 +189,30 @@ bool StorvscTest::send_srb(const Srb& srb, uint64_t trans_id)
     auto header = gpa_header(srb.gpa, srb.length);
     return guest->send_packet(channel, vmbus_wire::packet_type_data_using_gpa_direct,
                               vmbus_wire::packet_flag_completion_requested, trans_id, header, bytes);
+}
+
+bool StorvscTest::send_burst(const std::vector<Srb>& srbs)
+{
+    // The worker unmasks when its poll window ends and sleeps: from then on nothing is read until a signal.
+    if (!vmbus::testing::wait_until(
+            [&] { return channel.outbound->control(vmbus_wire::ring_offset_interrupt_mask) == 0; }))
+        return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    uint64_t trans_id = 1;
+    for (const Srb& srb : srbs) {
+        auto packet = srb_packet(srb);
+        auto bytes = std::span(reinterpret_cast<const uint8_t*>(&packet), sizeof(packet));
+        bool written = srb.length == 0
+            ? channel.outbound->write_packet(vmbus_wire::packet_type_data_inband,
+                                             vmbus_wire::packet_flag_completion_requested, trans_id, bytes)
+            : channel.outbound->write_packet(vmbus_wire::packet_type_data_using_gpa_direct,
+                                             vmbus_wire::packet_flag_completion_requested, trans_id,
+                                             gpa_header(srb.gpa, srb.length), bytes);
+        if (!written)
+            return false;
+        ++trans_id;
+    }
+    return server->on_signal_event(channel.connection_id, 0) == hv_status::success;
 }
 
 std::optional<Completion> StorvscTest::execute(const Srb& srb)

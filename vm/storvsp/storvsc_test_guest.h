@@ -83,6 +83,9 @@ protected:
     static std::vector<uint8_t> gpa_header(uint64_t gpa, uint32_t length);
     // Sends the SRB (GPA direct when it has data) with trans_id.
     bool send_srb(const Srb& srb, uint64_t trans_id);
+    // Writes the SRBs (trans_id 1, 2, ...) into the ring and signals once, after the worker's poll window has run
+    // out: the worker reads them as one burst.
+    bool send_burst(const std::vector<Srb>& srbs);
     // Sends and waits for its completion.
     std::optional<Completion> execute(const Srb& srb);
     // The next packet from the host.

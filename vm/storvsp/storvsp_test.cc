@@ -872,22 +872,13 @@ TEST_F(StorvspWorkerTest, ABurstIsHandedToTheIoThreads)
 {
     open();
     init_like_linux();
-    // Let the worker's poll window after the last completion run out: it unmasks and sleeps.
-    ASSERT_TRUE(vmbus::testing::wait_until(
-        [&] { return channel.outbound->control(protocols::vmbus::ring_offset_interrupt_mask) == 0; }));
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
     uint64_t before = worker_commands();
-    // Two commands written before one signal: the worker reads both in one burst.
-    for (uint64_t id = 1; id <= 2; ++id) {
-        Srb read = srb(rw10(op::read_10, static_cast<uint32_t>(id * 8), 8), DataDirection::In, 8 * 512);
-        read.gpa = buffer_gpa + id * 8192;
-        auto packet = srb_packet(read);
-        auto header = gpa_header(read.gpa, read.length);
-        ASSERT_TRUE(channel.outbound->write_packet(
-            protocols::vmbus::packet_type_data_using_gpa_direct, protocols::vmbus::packet_flag_completion_requested,
-            id, header, std::span(reinterpret_cast<const uint8_t*>(&packet), sizeof(packet))));
+    std::vector<Srb> reads;
+    for (uint32_t i = 1; i <= 2; ++i) {
+        reads.push_back(srb(rw10(op::read_10, i * 8, 8), DataDirection::In, 8 * 512));
+        reads.back().gpa = buffer_gpa + i * 8192;
     }
-    EXPECT_EQ(server->on_signal_event(channel.connection_id, 0), vm::hv_status::success);
+    ASSERT_TRUE(send_burst(reads));
     std::set<uint64_t> seen;
     for (int i = 0; i < 2; ++i) {
         auto reply = receive();
@@ -897,6 +888,32 @@ TEST_F(StorvspWorkerTest, ABurstIsHandedToTheIoThreads)
     }
     EXPECT_EQ(seen, (std::set<uint64_t> {1, 2}));
     EXPECT_EQ(worker_commands(), before) << "a burst of two is for the I/O threads";
+}
+
+TEST_F(StorvspWorkerTest, CommandsThatBlockOverlapOnTheIoThreads)
+{
+    // Short commands share one wake-up, but a thread about to block on the disk wakes another first: two reads
+    // that wait for the storage wait side by side, not one after the other.
+    auto inner = std::make_shared<MemoryDisk>(1 << 20, 512);
+    auto gated = std::make_unique<GatedDisk>(inner);
+    GatedDisk* gate = gated.get();
+    ASSERT_TRUE(controller->attach(1, make_disk(std::move(gated), 1)));
+    open();
+    init_like_linux();
+    gate->close_gate();
+    std::vector<Srb> reads;
+    for (uint32_t i = 0; i < 2; ++i) {
+        reads.push_back(srb(rw10(op::read_10, i * 8, 8), DataDirection::In, 8 * 512, 1));
+        reads.back().gpa = buffer_gpa + i * 8192;
+    }
+    ASSERT_TRUE(send_burst(reads));
+    EXPECT_TRUE(gate->wait_waiting(2)) << "the second read waited for the first instead of running beside it";
+    gate->open_gate();
+    for (int i = 0; i < 2; ++i) {
+        auto reply = receive();
+        ASSERT_TRUE(reply);
+        EXPECT_EQ(reply->srb().srb_status, wire::srb_status_success);
+    }
 }
 
 class StorvspNoWorkerTest : public StorvspWorkerTest {
