@@ -136,21 +136,40 @@ Result<bool> VhdxDisk::write_nowait(uint64_t offset, std::span<const uint8_t> in
     TRY(check(offset, in.size()));
     if (m_read_only)
         return fail("VHDX image is read-only");
-    std::unique_lock lock(m_mutex, std::try_to_lock);
-    if (!lock.owns_lock() || m_failed || !m_file_guid_new || !m_data_guid_new)
-        return false; // write() reports the failure or updates the header first
-    for (uint64_t pos = offset - offset % m_block_size; pos < offset + in.size(); pos += m_block_size) {
+    std::shared_lock lock(m_mutex, std::try_to_lock);
+    if (!lock.owns_lock() || !writes_in_place(offset, in.size()))
+        return false; // write() updates the header or the metadata first, or reports the failure
+    return write_in_place(offset, in, true);
+}
+
+bool VhdxDisk::writes_in_place(uint64_t offset, uint64_t length) const
+{
+    // m_mutex held, shared or exclusive.
+    if (m_failed || !m_file_guid_new || !m_data_guid_new)
+        return false;
+    for (uint64_t pos = offset - offset % m_block_size; pos < offset + length; pos += m_block_size) {
         if (state_of(m_bat[bat_index(pos / m_block_size)]) != vhdx_payload_fully_present)
             return false; // allocation or a sector bitmap update: metadata through the log
     }
+    return true;
+}
+
+Result<bool> VhdxDisk::write_in_place(uint64_t offset, std::span<const uint8_t> in, bool nowait)
+{
+    // m_mutex held (shared is enough: no metadata changes), writes_in_place() true.
     size_t done = 0;
     while (done < in.size()) {
         uint64_t pos = offset + done;
         uint64_t in_block = pos % m_block_size;
         size_t n = static_cast<size_t>(std::min<uint64_t>(in.size() - done, m_block_size - in_block));
+        uint64_t at = offset_of(m_bat[bat_index(pos / m_block_size)]) + in_block;
         m_unsynced = true;
-        if (!TRY(pwrite_nowait(m_fd.get(), in.subspan(done, n), offset_of(m_bat[bat_index(pos / m_block_size)]) + in_block)))
-            return false;
+        if (nowait) {
+            if (!TRY(pwrite_nowait(m_fd.get(), in.subspan(done, n), at)))
+                return false;
+        } else {
+            TRY(write_at(m_fd.get(), in.subspan(done, n), at));
+        }
         done += n;
     }
     return true;
@@ -206,6 +225,15 @@ Result<void> VhdxDisk::write(uint64_t offset, std::span<const uint8_t> in)
     TRY(check(offset, in.size()));
     if (m_read_only)
         return fail("VHDX image is read-only");
+    {
+        // Into blocks that are fully present, with the header already updated, a write changes no metadata: it
+        // shares the lock with reads and other such writes (flush, allocation, resize and compact exclude it).
+        std::shared_lock shared(m_mutex);
+        if (writes_in_place(offset, in.size())) {
+            TRY(write_in_place(offset, in, false));
+            return {};
+        }
+    }
     std::lock_guard lock(m_mutex);
     if (!in.empty())
         TRY(begin_write());

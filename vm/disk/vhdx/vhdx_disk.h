@@ -16,6 +16,7 @@
 #include "support/unique_fd.h"
 #include "vm/disk/block_device.h"
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -78,7 +79,7 @@ public:
     Result<void> write(uint64_t offset, std::span<const uint8_t> in) override;
     // Without waiting: reads of fully present blocks from the page cache, zero blocks, a parent's nowait read;
     // writes only into fully present blocks (no metadata to update) once this open has its new write GUIDs.
-    // A writer holding the image lock, a partially present block or an allocation answer false.
+    // The image lock held exclusively, a partially present block or an allocation answer false.
     Result<bool> read_nowait(uint64_t offset, std::span<uint8_t> out) override;
     Result<bool> write_nowait(uint64_t offset, std::span<const uint8_t> in) override;
     Result<void> flush() override;
@@ -124,6 +125,10 @@ private:
     Result<void> check(uint64_t offset, uint64_t length) const;
 
     Result<void> read_block(uint64_t block, uint64_t in_block, std::span<uint8_t> out);
+    // Writes that touch only fully present blocks once this open has its write GUIDs: no metadata changes, so
+    // they run under the shared lock.
+    bool writes_in_place(uint64_t offset, uint64_t length) const;
+    Result<bool> write_in_place(uint64_t offset, std::span<const uint8_t> in, bool nowait);
     Result<void> write_block(uint64_t block, uint64_t in_block, std::span<const uint8_t> data);
     Result<void> discard_block(uint64_t block, uint64_t in_block, uint64_t length, std::vector<uint8_t>& zeroes,
                                std::vector<uint64_t>& released);
@@ -205,7 +210,7 @@ private:
     bool m_file_guid_new = false; // the header got a new FileWriteGuid in this open
     bool m_data_guid_new = false; // ... and a new DataWriteGuid
     bool m_log_active = false;    // the header carries a log GUID of this open
-    bool m_unsynced = false;      // written since the last fdatasync
+    std::atomic<bool> m_unsynced = false; // written since the last fdatasync (set under the shared lock too)
     bool m_failed = false;        // a metadata commit failed half-way: the image takes no more changes
     uint64_t m_log_head = 0;
     uint64_t m_log_sequence = 0;
@@ -213,8 +218,9 @@ private:
     // Free ranges (start → end) to reuse: blocks this open discarded, once their new state is committed and their
     // space punched (so they read as zeroes, as new blocks must). Cleared by compact() and resize().
     std::map<uint64_t, uint64_t> m_free;
-    // Reads take it shared (they only look at the BAT, the dirty metadata and the file), so I/O threads read in
-    // parallel; everything that changes state takes it exclusively.
+    // Reads and in-place writes (fully present blocks, header already updated) take it shared: they only look at
+    // the BAT, the dirty metadata and the file, so I/O threads work in parallel; everything that changes metadata
+    // or other state (allocation, bitmaps, flush, resize, compact) takes it exclusively.
     mutable std::shared_mutex m_mutex;
 };
 
