@@ -114,6 +114,14 @@ std::shared_ptr<scsi::ScsiDisk> make_disk(std::unique_ptr<disk::BlockDevice> dev
     return disk ? std::shared_ptr<scsi::ScsiDisk>(std::move(*disk)) : nullptr;
 }
 
+// Attaches a 1 MiB disk whose reads wait at a gate at location `lun`; the gate, or null if the attach failed.
+GatedDisk* attach_gated(StorvspController& controller, uint16_t lun)
+{
+    auto gated = std::make_unique<GatedDisk>(std::make_shared<MemoryDisk>(1 << 20, 512));
+    GatedDisk* gate = gated.get();
+    return controller.attach(lun, make_disk(std::move(gated), lun)) ? gate : nullptr;
+}
+
 Srb srb(std::vector<uint8_t> cdb, DataDirection direction = DataDirection::None, uint32_t length = 0,
         uint8_t lun = 0)
 {
@@ -422,10 +430,8 @@ TEST_F(StorvspTest, NoRescanNoticeBeforeTheGuestIsReady)
 
 TEST_F(StorvspTest, DetachWaitsForCommandsInFlight)
 {
-    auto inner = std::make_shared<MemoryDisk>(1 << 20, 512);
-    auto gated = std::make_unique<GatedDisk>(inner);
-    GatedDisk* gate = gated.get();
-    ASSERT_TRUE(controller->attach(2, make_disk(std::move(gated), 2)));
+    GatedDisk* gate = attach_gated(*controller, 2);
+    ASSERT_NE(gate, nullptr);
     open();
     init_like_linux();
     gate->close_gate();
@@ -445,10 +451,8 @@ TEST_F(StorvspTest, DetachWaitsForCommandsInFlight)
 
 TEST_F(StorvspTest, ResetBusWaitsForOutstandingIoAndResetsUnits)
 {
-    auto inner = std::make_shared<MemoryDisk>(1 << 20, 512);
-    auto gated = std::make_unique<GatedDisk>(inner);
-    GatedDisk* gate = gated.get();
-    ASSERT_TRUE(controller->attach(1, make_disk(std::move(gated), 1)));
+    GatedDisk* gate = attach_gated(*controller, 1);
+    ASSERT_NE(gate, nullptr);
     scsi::ScsiDvdOptions dvd_options;
     dvd_options.lun = 2;
     auto dvd = std::make_shared<scsi::ScsiDvd>(dvd_options);
@@ -656,10 +660,8 @@ TEST_F(StorvspTest, ManyCommandsInFlightAllCompleteThroughAFullRing)
 
 TEST_F(StorvspTest, CloseWithCommandsOutstandingIsClean)
 {
-    auto inner = std::make_shared<MemoryDisk>(1 << 20, 512);
-    auto gated = std::make_unique<GatedDisk>(inner);
-    GatedDisk* gate = gated.get();
-    ASSERT_TRUE(controller->attach(1, make_disk(std::move(gated), 1)));
+    GatedDisk* gate = attach_gated(*controller, 1);
+    ASSERT_NE(gate, nullptr);
     open();
     init_like_linux();
     gate->close_gate();
@@ -686,10 +688,8 @@ protected:
 
 TEST_F(StorvspLimitTest, CommandsBeyondTheLimitWaitInTheRing)
 {
-    auto inner = std::make_shared<MemoryDisk>(1 << 20, 512);
-    auto gated = std::make_unique<GatedDisk>(inner);
-    GatedDisk* gate = gated.get();
-    ASSERT_TRUE(controller->attach(0, make_disk(std::move(gated), 0)));
+    GatedDisk* gate = attach_gated(*controller, 0);
+    ASSERT_NE(gate, nullptr);
     open();
     init_like_linux();
     gate->close_gate();
@@ -894,10 +894,8 @@ TEST_F(StorvspWorkerTest, CommandsThatBlockOverlapOnTheIoThreads)
 {
     // Short commands share one wake-up, but a thread about to block on the disk wakes another first: two reads
     // that wait for the storage wait side by side, not one after the other.
-    auto inner = std::make_shared<MemoryDisk>(1 << 20, 512);
-    auto gated = std::make_unique<GatedDisk>(inner);
-    GatedDisk* gate = gated.get();
-    ASSERT_TRUE(controller->attach(1, make_disk(std::move(gated), 1)));
+    GatedDisk* gate = attach_gated(*controller, 1);
+    ASSERT_NE(gate, nullptr);
     open();
     init_like_linux();
     gate->close_gate();
