@@ -419,10 +419,12 @@ std::optional<std::string> run_guest(const std::vector<std::string>& argv, int t
             if (nl == std::string::npos)
                 break;
             std::string_view line(out.data() + scanned, nl - scanned);
-            if (!started && line.starts_with("vmgen-guest: storage start")) {
+            // The guest's COM1 bytes and vmgen's own log lines share the pipe and can meet inside one line:
+            // look for the markers anywhere in it.
+            if (!started && line.find("vmgen-guest: storage start") != std::string_view::npos) {
                 at_start = snapshot(pid);
                 started = true;
-            } else if (started && !ended && line.starts_with("vmgen-guest: storage op=")) {
+            } else if (started && !ended && line.find("vmgen-guest: storage op=") != std::string_view::npos) {
                 at_end = snapshot(pid);
                 ended = true;
             }
