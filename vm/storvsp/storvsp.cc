@@ -519,9 +519,7 @@ void StorvspController::on_drained(vmbus::Channel& channel)
         m_batch.clear();
         lock.unlock();
         if (auto outcome = execute_job_nowait(*job)) {
-            complete_job(*job, *outcome);
-            std::lock_guard relock(m_mutex);
-            ++m_stats.worker_commands;
+            complete_job(*job, *outcome, true);
             return;
         }
         lock.lock();
@@ -634,7 +632,7 @@ std::optional<scsi::ScsiOutcome> StorvspController::execute_job_nowait(Job& job)
     return job.unit->execute_nowait(job.command, buffer.get());
 }
 
-void StorvspController::complete_job(Job& job, const scsi::ScsiOutcome& outcome)
+void StorvspController::complete_job(Job& job, const scsi::ScsiOutcome& outcome, bool on_worker)
 {
     if (outcome.host_error)
         log_warn("storvsp", "{}: LUN {}: {}", m_options.name, job.srb.lun, outcome.host_error->message());
@@ -667,6 +665,8 @@ void StorvspController::complete_job(Job& job, const scsi::ScsiOutcome& outcome)
     else if (job.command.direction == DataDirection::Out)
         m_stats.bytes_written += srb.data_transfer_length;
     ++m_stats.completions;
+    if (on_worker)
+        ++m_stats.worker_commands; // counted before the guest can see the completion
     if (job.completion_requested) {
         // Mask the guest's signals before it can see the completion: its next command then rides on the poll.
         if (m_channel != nullptr)

@@ -150,8 +150,8 @@ private:
     void io_thread();
     scsi::ScsiOutcome execute_job(Job& job);
     std::optional<scsi::ScsiOutcome> execute_job_nowait(Job& job);
-    // Sends the completion and retires the job (takes m_mutex).
-    void complete_job(Job& job, const scsi::ScsiOutcome& outcome);
+    // Sends the completion and retires the job (takes m_mutex); on_worker: the channel's worker executed it.
+    void complete_job(Job& job, const scsi::ScsiOutcome& outcome, bool on_worker = false);
 
     const ControllerOptions m_options;
     vmbus::DeviceOffer m_offer;
