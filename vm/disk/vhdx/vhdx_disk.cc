@@ -86,14 +86,8 @@ Result<void> VhdxDisk::read(uint64_t offset, std::span<uint8_t> out)
 {
     TRY(check(offset, out.size()));
     std::shared_lock lock(m_mutex);
-    size_t done = 0;
-    while (done < out.size()) {
-        uint64_t pos = offset + done;
-        uint64_t in_block = pos % m_block_size;
-        size_t n = static_cast<size_t>(std::min<uint64_t>(out.size() - done, m_block_size - in_block));
-        TRY(read_block(pos / m_block_size, in_block, out.subspan(done, n)));
-        done += n;
-    }
+    for (const Piece& p : pieces(offset, out.size()))
+        TRY(read_block(p.block, p.in_block, out.subspan(p.done, p.size)));
     return {};
 }
 
@@ -103,21 +97,16 @@ Result<bool> VhdxDisk::read_nowait(uint64_t offset, std::span<uint8_t> out)
     std::shared_lock lock(m_mutex, std::try_to_lock);
     if (!lock.owns_lock())
         return false;
-    size_t done = 0;
-    while (done < out.size()) {
-        uint64_t pos = offset + done;
-        uint64_t block = pos / m_block_size;
-        uint64_t in_block = pos % m_block_size;
-        size_t n = static_cast<size_t>(std::min<uint64_t>(out.size() - done, m_block_size - in_block));
-        auto part = out.subspan(done, n);
-        uint64_t entry = m_bat[bat_index(block)];
+    for (const Piece& p : pieces(offset, out.size())) {
+        auto part = out.subspan(p.done, p.size);
+        uint64_t entry = m_bat[bat_index(p.block)];
         switch (source_of(entry)) {
         case Source::File:
-            if (!TRY(pread_nowait(m_fd.get(), part, offset_of(entry) + in_block)))
+            if (!TRY(pread_nowait(m_fd.get(), part, offset_of(entry) + p.in_block)))
                 return false;
             break;
         case Source::Parent:
-            if (!TRY(m_parent->read_nowait(pos, part)))
+            if (!TRY(m_parent->read_nowait(p.pos, part)))
                 return false;
             break;
         case Source::Zero:
@@ -126,7 +115,6 @@ Result<bool> VhdxDisk::read_nowait(uint64_t offset, std::span<uint8_t> out)
         case Source::Bitmap:
             return false; // the sector bitmap is metadata read from the file
         }
-        done += n;
     }
     return true;
 }
@@ -147,8 +135,8 @@ bool VhdxDisk::writes_in_place(uint64_t offset, uint64_t length) const
     // m_mutex held, shared or exclusive.
     if (m_failed || !m_file_guid_new || !m_data_guid_new)
         return false;
-    for (uint64_t pos = offset - offset % m_block_size; pos < offset + length; pos += m_block_size) {
-        if (state_of(m_bat[bat_index(pos / m_block_size)]) != vhdx_payload_fully_present)
+    for (const Piece& p : pieces(offset, length)) {
+        if (state_of(m_bat[bat_index(p.block)]) != vhdx_payload_fully_present)
             return false; // allocation or a sector bitmap update: metadata through the log
     }
     return true;
@@ -157,20 +145,16 @@ bool VhdxDisk::writes_in_place(uint64_t offset, uint64_t length) const
 Result<bool> VhdxDisk::write_in_place(uint64_t offset, std::span<const uint8_t> in, bool nowait)
 {
     // m_mutex held (shared is enough: no metadata changes), writes_in_place() true.
-    size_t done = 0;
-    while (done < in.size()) {
-        uint64_t pos = offset + done;
-        uint64_t in_block = pos % m_block_size;
-        size_t n = static_cast<size_t>(std::min<uint64_t>(in.size() - done, m_block_size - in_block));
-        uint64_t at = offset_of(m_bat[bat_index(pos / m_block_size)]) + in_block;
+    for (const Piece& p : pieces(offset, in.size())) {
+        auto part = in.subspan(p.done, p.size);
+        uint64_t at = offset_of(m_bat[bat_index(p.block)]) + p.in_block;
         m_unsynced = true;
         if (nowait) {
-            if (!TRY(pwrite_nowait(m_fd.get(), in.subspan(done, n), at)))
+            if (!TRY(pwrite_nowait(m_fd.get(), part, at)))
                 return false;
         } else {
-            TRY(write_at(m_fd.get(), in.subspan(done, n), at));
+            TRY(write_at(m_fd.get(), part, at));
         }
-        done += n;
     }
     return true;
 }
@@ -237,14 +221,8 @@ Result<void> VhdxDisk::write(uint64_t offset, std::span<const uint8_t> in)
     std::lock_guard lock(m_mutex);
     if (!in.empty())
         TRY(begin_write());
-    size_t done = 0;
-    while (done < in.size()) {
-        uint64_t pos = offset + done;
-        uint64_t in_block = pos % m_block_size;
-        size_t n = static_cast<size_t>(std::min<uint64_t>(in.size() - done, m_block_size - in_block));
-        TRY(write_block(pos / m_block_size, in_block, in.subspan(done, n)));
-        done += n;
-    }
+    for (const Piece& p : pieces(offset, in.size()))
+        TRY(write_block(p.block, p.in_block, in.subspan(p.done, p.size)));
     return maybe_commit();
 }
 
@@ -298,14 +276,8 @@ Result<void> VhdxDisk::discard(uint64_t offset, uint64_t length)
     std::lock_guard lock(m_mutex);
     std::vector<uint64_t> released; // file offsets of payload blocks no longer used
     std::vector<uint8_t> zeroes;
-    uint64_t done = 0;
-    while (done < length) {
-        uint64_t pos = offset + done;
-        uint64_t in_block = pos % m_block_size;
-        uint64_t n = std::min<uint64_t>(length - done, m_block_size - in_block);
-        TRY(discard_block(pos / m_block_size, in_block, n, zeroes, released));
-        done += n;
-    }
+    for (const Piece& p : pieces(offset, length))
+        TRY(discard_block(p.block, p.in_block, p.size, zeroes, released));
     if (released.empty())
         return maybe_commit();
     // The BAT no longer points at the blocks, durably, before their space goes (best effort: the file system may
@@ -360,29 +332,23 @@ Result<std::vector<Extent>> VhdxDisk::extents(uint64_t offset, uint64_t length)
     TRY(check(offset, length));
     std::lock_guard lock(m_mutex);
     std::vector<Extent> out;
-    uint64_t done = 0;
-    while (done < length) {
-        uint64_t pos = offset + done;
-        uint64_t block = pos / m_block_size;
-        uint64_t in_block = pos % m_block_size;
-        uint64_t n = std::min<uint64_t>(length - done, m_block_size - in_block);
-        switch (source_of(m_bat[bat_index(block)])) {
+    for (const Piece& p : pieces(offset, length)) {
+        switch (source_of(m_bat[bat_index(p.block)])) {
         case Source::File:
-            append_extent(out, {pos, n, ExtentKind::Data});
+            append_extent(out, {p.pos, p.size, ExtentKind::Data});
             break;
         case Source::Parent:
-            append_extent(out, {pos, n, ExtentKind::Parent});
+            append_extent(out, {p.pos, p.size, ExtentKind::Parent});
             break;
         case Source::Zero:
-            append_extent(out, {pos, n, ExtentKind::Zero});
+            append_extent(out, {p.pos, p.size, ExtentKind::Zero});
             break;
         case Source::Bitmap:
-            for (const Run& run : TRY(bitmap_runs(block, in_block, n)))
-                append_extent(out, {block * m_block_size + run.offset, run.length,
+            for (const Run& run : TRY(bitmap_runs(p.block, p.in_block, p.size)))
+                append_extent(out, {p.block * m_block_size + run.offset, run.length,
                                     run.present ? ExtentKind::Data : ExtentKind::Parent});
             break;
         }
-        done += n;
     }
     return out;
 }

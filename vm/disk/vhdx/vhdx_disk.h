@@ -16,6 +16,7 @@
 #include "support/unique_fd.h"
 #include "vm/disk/block_device.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <map>
@@ -107,6 +108,52 @@ private:
         uint64_t length;
         uint64_t index;
     };
+
+    // One piece of a request that lies in a single block: disk offset `pos`, `done` bytes into the request.
+    struct Piece {
+        uint64_t pos;
+        uint64_t block;
+        uint64_t in_block;
+        uint64_t done;
+        uint64_t size;
+    };
+    // The pieces of [offset, offset + length), in order, for a range-for.
+    class Pieces {
+    public:
+        class iterator {
+        public:
+            iterator(const Pieces& all, uint64_t done) : m_all(all), m_done(done) {}
+            Piece operator*() const
+            {
+                uint64_t pos = m_all.m_offset + m_done;
+                uint64_t in_block = pos % m_all.m_block_size;
+                return {pos, pos / m_all.m_block_size, in_block, m_done,
+                        std::min<uint64_t>(m_all.m_length - m_done, m_all.m_block_size - in_block)};
+            }
+            iterator& operator++()
+            {
+                m_done += (**this).size;
+                return *this;
+            }
+            bool operator!=(const iterator& other) const { return m_done != other.m_done; }
+
+        private:
+            const Pieces& m_all;
+            uint64_t m_done;
+        };
+        Pieces(uint64_t offset, uint64_t length, uint64_t block_size)
+            : m_offset(offset), m_length(length), m_block_size(block_size)
+        {
+        }
+        [[nodiscard]] iterator begin() const { return {*this, 0}; }
+        [[nodiscard]] iterator end() const { return {*this, m_length}; }
+
+    private:
+        uint64_t m_offset;
+        uint64_t m_length;
+        uint64_t m_block_size;
+    };
+    [[nodiscard]] Pieces pieces(uint64_t offset, uint64_t length) const { return {offset, length, m_block_size}; }
 
     [[nodiscard]] bool differencing() const { return m_parent != nullptr; }
     [[nodiscard]] uint64_t bat_index(uint64_t block) const { return block + block / m_chunk_ratio; }
