@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <optional>
 #include <vector>
 
 namespace vmgen::vm::scsi {
@@ -19,6 +20,25 @@ namespace {
 constexpr uint64_t write_same_chunk_bytes = 1u << 20;
 constexpr uint64_t verify_chunk_bytes = 1u << 20;
 constexpr uint64_t no_lba = UINT64_MAX;
+
+// READ(6/10/12/16): false, WRITE(6/10/12/16): true, anything else: nullopt.
+std::optional<bool> read_write_opcode(uint8_t opcode)
+{
+    switch (opcode) {
+    case op::read_6:
+    case op::read_10:
+    case op::read_12:
+    case op::read_16:
+        return false;
+    case op::write_6:
+    case op::write_10:
+    case op::write_12:
+    case op::write_16:
+        return true;
+    default:
+        return std::nullopt;
+    }
+}
 
 } // namespace
 
@@ -84,6 +104,8 @@ ScsiOutcome ScsiDisk::execute(const ScsiCommand& command, DataBuffer& data)
 
 ScsiOutcome ScsiDisk::dispatch(ScsiRequest& request)
 {
+    if (auto write = read_write_opcode(request.opcode()))
+        return read_write(request, *write);
     switch (request.opcode()) {
     case op::test_unit_ready:
         return ScsiOutcome::good_with(0);
@@ -107,16 +129,6 @@ ScsiOutcome ScsiDisk::dispatch(ScsiRequest& request)
     case op::mode_select_6:
     case op::mode_select_10:
         return mode_select(request);
-    case op::read_6:
-    case op::read_10:
-    case op::read_12:
-    case op::read_16:
-        return read_write(request, false);
-    case op::write_6:
-    case op::write_10:
-    case op::write_12:
-    case op::write_16:
-        return read_write(request, true);
     case op::verify_10:
     case op::verify_16:
         return verify(request);
@@ -149,22 +161,10 @@ ScsiOutcome ScsiDisk::read_write(ScsiRequest& request, bool write)
 
 std::optional<ScsiOutcome> ScsiDisk::execute_nowait(const ScsiCommand& command, DataBuffer& data)
 {
-    bool write = false;
-    switch (command.opcode()) {
-    case op::read_6:
-    case op::read_10:
-    case op::read_12:
-    case op::read_16:
-        break;
-    case op::write_6:
-    case op::write_10:
-    case op::write_12:
-    case op::write_16:
-        write = true;
-        break;
-    default:
+    auto is_write = read_write_opcode(command.opcode());
+    if (!is_write)
         return std::nullopt;
-    }
+    const bool write = *is_write;
     // execute() answers these (malformed CDB, NACA, a pending unit attention).
     if (m_capacity_changed.load())
         return std::nullopt;
