@@ -111,6 +111,9 @@ struct Result {
 
 extern uint64_t g_commands; // SCSI commands sent, retries included
 
+// The kit's command for `cdb` to address `a` (CDB length from the opcode's group).
+sv::Command make_command(const Addr& a, const uint8_t* cdb, sv::Dir dir, void* buffer, uint32_t length);
+
 // scsi_execute_req: runs the command (retrying what the midlayer retries: DID_ERROR up to `retries` times,
 // DID_REQUEUE), and says what the caller sees.
 Result exec(const Addr& a, const uint8_t* cdb, sv::Dir dir, void* buffer, uint32_t length, unsigned retries = 3);

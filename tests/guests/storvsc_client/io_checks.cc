@@ -22,21 +22,6 @@ void rw_cdb(uint8_t* c, bool write, uint64_t lba, uint32_t blocks, uint8_t flags
         rw16(c, write ? 0x8a : 0x88, lba, blocks, flags);
 }
 
-sv::Command make_command(const Addr& a, const uint8_t* cdb, sv::Dir dir, void* buffer, uint32_t length)
-{
-    sv::Command cmd;
-    cmd.path = a.path;
-    cmd.target = a.target;
-    cmd.lun = a.lun;
-    cmd.tagged = a.tagged;
-    cmd.cdb_length = sv::command_size(cdb[0]);
-    __builtin_memcpy(cmd.cdb, cdb, cmd.cdb_length);
-    cmd.dir = dir;
-    cmd.buffer = buffer;
-    cmd.length = length;
-    return cmd;
-}
-
 // Submits on `tag`, waiting for room in the ring when it is full (Linux requeues).
 void submit_retrying(sv::Controller& c, unsigned tag, const sv::Command& cmd)
 {

@@ -63,7 +63,7 @@ uint64_t g_commands = 0;
 
 // scsi_execute_req: runs the command (retrying what the midlayer retries: DID_ERROR up to `retries` times,
 // DID_REQUEUE), and says what the caller sees.
-Result exec(const Addr& a, const uint8_t* cdb, sv::Dir dir, void* buffer, uint32_t length, unsigned retries)
+sv::Command make_command(const Addr& a, const uint8_t* cdb, sv::Dir dir, void* buffer, uint32_t length)
 {
     sv::Command cmd;
     cmd.path = a.path;
@@ -75,6 +75,12 @@ Result exec(const Addr& a, const uint8_t* cdb, sv::Dir dir, void* buffer, uint32
     cmd.dir = dir;
     cmd.buffer = buffer;
     cmd.length = length;
+    return cmd;
+}
+
+Result exec(const Addr& a, const uint8_t* cdb, sv::Dir dir, void* buffer, uint32_t length, unsigned retries)
+{
+    sv::Command cmd = make_command(a, cdb, dir, buffer, length);
     Result r;
     for (;;) {
         ++r.attempts;
