@@ -1,5 +1,6 @@
 // new-vhd, get-vhd, test-vhd, convert-vhd, resize-vhd, merge-vhd through run_cli, in-process.
 #include "mgmt/cli.h"
+#include "mgmt/cli_test_fixture.h"
 #include "mgmt/temp_home.h"
 
 #include <gtest/gtest.h>
@@ -16,26 +17,14 @@ namespace {
 
 using nlohmann::json;
 
-struct CliResult {
-    int code = 0;
-    std::string out;
-    std::string err;
-};
+using cli_testing::CliResult;
+using cli_testing::run_captured;
 
 class CliDiskTest : public ::testing::Test {
 protected:
     CliDiskTest() { m_context.home = m_home.path() / "store"; }
 
-    CliResult run(std::vector<std::string> args)
-    {
-        std::ostringstream out;
-        std::ostringstream err;
-        CliResult result;
-        result.code = run_cli(args, out, err, m_context);
-        result.out = out.str();
-        result.err = err.str();
-        return result;
-    }
+    CliResult run(std::vector<std::string> args) { return run_captured(args, m_context); }
 
     std::string path(const std::string& name) const { return (m_home.path() / name).string(); }
 

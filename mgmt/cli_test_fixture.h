@@ -33,6 +33,18 @@ struct CliResult {
     std::string err;
 };
 
+// Runs the CLI with `args` in `context`, capturing its exit code and both streams.
+inline CliResult run_captured(const std::vector<std::string>& args, const CliContext& context)
+{
+    std::ostringstream out;
+    std::ostringstream err;
+    CliResult result;
+    result.code = run_cli(args, out, err, context);
+    result.out = out.str();
+    result.err = err.str();
+    return result;
+}
+
 // A worker run on a thread of the test process (its "pid" is ours).
 class ThreadWorker final : public WorkerHandle {
 public:
@@ -121,16 +133,7 @@ protected:
         };
     }
 
-    CliResult run(std::vector<std::string> args)
-    {
-        std::ostringstream out;
-        std::ostringstream err;
-        CliResult result;
-        result.code = run_cli(args, out, err, m_context);
-        result.out = out.str();
-        result.err = err.str();
-        return result;
-    }
+    CliResult run(std::vector<std::string> args) { return run_captured(args, m_context); }
 
     // Runs a command that must fail with exit 1, an error naming `expected`, and no change to the store.
     void expect_failure(std::vector<std::string> args, std::string_view expected)
